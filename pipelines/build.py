@@ -1,0 +1,53 @@
+"""Compose the stages into one Ray Dataset plan: read -> decode -> generate -> parse/validate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ray.data
+
+from pipelines.decode import decode_batch
+from pipelines.infer import GenerateStage
+from pipelines.read import InputPlan, read_images
+from pipelines.validate import to_label_table
+from schemas.job import JobConfig
+
+DECODE_BATCH_SIZE = 16
+
+
+@dataclass(frozen=True)
+class ModelPlacement:
+    """How the model stage is spread over the cluster."""
+
+    num_actors: int
+    gpus_per_actor: int  # 1 on a GPU cluster, 0 on CPU
+    cpus_per_actor: float
+
+
+def build_dataset(
+    cfg: JobConfig, plan: InputPlan, image_size: int, resample: int, placement: ModelPlacement, run_id: str
+) -> ray.data.Dataset:
+    """The lazy dataset of LabelRows; nothing runs until it is written."""
+    ds = read_images(plan, cfg)
+    ds = ds.map_batches(
+        decode_batch, fn_kwargs={"size": image_size, "resample": resample}, batch_size=DECODE_BATCH_SIZE
+    )
+    ds = ds.map_batches(
+        GenerateStage,
+        fn_constructor_kwargs={
+            "model": cfg.model,
+            "revision": cfg.revision,
+            "tasks": cfg.tasks,
+            "options": cfg.prompt_options(),
+            "batch_size": cfg.batch_size,
+        },
+        compute=ray.data.ActorPoolStrategy(size=placement.num_actors),
+        batch_size=cfg.batch_size,
+        num_gpus=placement.gpus_per_actor,
+        num_cpus=placement.cpus_per_actor,
+    )
+    return ds.map_batches(
+        to_label_table,
+        fn_kwargs={"options": cfg.prompt_options(), "model_name": cfg.model_name, "run_id": run_id},
+        batch_format="pyarrow",
+    )

@@ -1,0 +1,64 @@
+"""Encoded bytes -> RGB uint8 at the model's resolution, plus the original size. Runs on CPU workers."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from schemas import columns as C
+
+MAX_ERROR_CHARS = 500
+
+
+def describe_error(err: BaseException) -> str:
+    """`Type: message`, truncated, as stored in the `error` column."""
+    return f"{type(err).__name__}: {err}"[:MAX_ERROR_CHARS]
+
+
+def decode_image(data: bytes, size: int, resample: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode, orient as displayed (EXIF), convert to RGB and resize to size x size.
+
+    Returns:
+        (pixels, image_wh): uint8 array (size, size, 3) and the original (width, height) after
+        EXIF rotation, which is the frame boxes are reported in.
+    """
+    with Image.open(io.BytesIO(data)) as image:
+        image = ImageOps.exif_transpose(image)
+        image_wh = image.size
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            # Composite transparency onto white: dropping alpha would expose whatever colour the
+            # transparent pixels happen to hold.
+            rgba = image.convert("RGBA")
+            image = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image.alpha_composite(rgba)
+        # The model squashes the image to a square (no letterbox), as PaliGemma was trained.
+        pixels = image.convert("RGB").resize((size, size), resample=resample)
+        return np.asarray(pixels, dtype=np.uint8), image_wh
+
+
+def decode_batch(batch: dict[str, np.ndarray], size: int, resample: int) -> dict[str, np.ndarray]:
+    """Decode every row; a row that fails keeps its place with a zero image and an error."""
+    n = len(batch[C.IMAGE_ID])
+    pixels = np.zeros((n, size, size, 3), dtype=np.uint8)
+    widths = np.zeros(n, dtype=np.int64)
+    heights = np.zeros(n, dtype=np.int64)
+    errors = np.full(n, "", dtype=object)
+    for i, data in enumerate(batch[C.IMAGE_BYTES]):
+        if not data:
+            errors[i] = "no image data (empty file, null bytes or no image member)"
+            continue
+        try:
+            pixels[i], (widths[i], heights[i]) = decode_image(bytes(data), size, resample)
+        except Exception as err:  # any decoder failure is this image's problem, not the job's
+            errors[i] = describe_error(err)
+    return {
+        C.IMAGE_ID: batch[C.IMAGE_ID],
+        C.SOURCE_URI: batch[C.SOURCE_URI],
+        C.QUESTION: batch[C.QUESTION],
+        C.PIXELS: pixels,
+        C.WIDTH: widths,
+        C.HEIGHT: heights,
+        C.ERROR: errors,
+    }

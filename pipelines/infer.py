@@ -1,0 +1,97 @@
+"""The model stage: a Ray actor holding PaliGemma, generating in batches of one task each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from pipelines.decode import describe_error
+from pipelines.model import load_model, load_processor
+from pipelines.tasks.registry import get_task
+from schemas import columns as C
+from schemas.job import PromptOptions
+from schemas.rows import Status
+
+OUTPUT_COLUMNS = (C.IMAGE_ID, C.SOURCE_URI, C.WIDTH, C.HEIGHT, C.TASK, C.PROMPT, C.RAW_OUTPUT, C.STATUS, C.ERROR)
+
+
+@dataclass
+class _Request:
+    row: int  # index of the image in the input batch
+    prompt: str
+
+
+class GenerateStage:
+    """Expands each image into one request per (task, prompt) and runs greedy generation.
+
+    Input columns: image_id, source_uri, question, pixels, width, height, error (from decode).
+    Output: one row per (image, task, prompt) with raw_output, status and error; rows whose image
+    failed to decode pass through as `image_error` without touching the model.
+    """
+
+    def __init__(self, model: str, revision: str | None, tasks: list[str], options: PromptOptions, batch_size: int):
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.processor = load_processor(model, revision)
+        self.model = load_model(model, revision, self.device)
+        self.tasks = [get_task(name) for name in tasks]
+        self.options = options
+        self.batch_size = batch_size
+
+    def _generate(self, prompts: list[str], images: list[np.ndarray], max_new_tokens: int) -> list[str]:
+        # "<image>" up front is how the processor wants the image placed; it yields the same ids
+        # as the bare prompt and keeps it from warning on every call.
+        inputs = self.processor(
+            text=["<image>" + prompt for prompt in prompts],
+            images=images,
+            padding="longest",  # left padding (Gemma's side), only when prompts differ in length
+            do_resize=False,  # decode already resized to the model's resolution
+            return_tensors="pt",
+        )
+        inputs.pop("labels", None)  # transformers 5 returns all -100 labels at inference; unused
+        # Keep token_type_ids: transformers 5 needs them for PaliGemma's bidirectional prefix.
+        inputs = inputs.to(self.device)
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        with torch.inference_mode():
+            output_ids = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        new_tokens = output_ids[:, inputs["input_ids"].shape[1]:]
+        return self.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out: dict[str, list] = {name: [] for name in OUTPUT_COLUMNS}
+
+        def emit(row: int, task: str, prompt: str, raw: str, status: Status, error: str) -> None:
+            for name, value in zip(OUTPUT_COLUMNS[:4], (batch[C.IMAGE_ID], batch[C.SOURCE_URI],
+                                                          batch[C.WIDTH], batch[C.HEIGHT])):
+                out[name].append(value[row])
+            out[C.TASK].append(task)
+            out[C.PROMPT].append(prompt)
+            out[C.RAW_OUTPUT].append(raw)
+            out[C.STATUS].append(status.value)
+            out[C.ERROR].append(error)
+
+        for task in self.tasks:
+            requests: list[_Request] = []
+            for row, question in enumerate(batch[C.QUESTION]):
+                prompts = task.build_prompts(self.options, question or None)
+                if not prompts:  # e.g. answer with no question for this image: still one row
+                    emit(row, task.name, "", "", Status.IMAGE_ERROR, f"no prompt for task {task.name}: "
+                         "the input gives this image no question")
+                for prompt in prompts:
+                    if batch[C.ERROR][row]:
+                        emit(row, task.name, prompt, "", Status.IMAGE_ERROR, batch[C.ERROR][row])
+                    else:
+                        requests.append(_Request(row, prompt))
+            budget = task.max_new_tokens(self.options)
+            for start in range(0, len(requests), self.batch_size):
+                chunk = requests[start:start + self.batch_size]
+                try:
+                    texts = self._generate([r.prompt for r in chunk], [batch[C.PIXELS][r.row] for r in chunk], budget)
+                except Exception as err:  # a failed batch marks its own rows; the job goes on
+                    for r in chunk:
+                        emit(r.row, task.name, r.prompt, "", Status.MODEL_ERROR, describe_error(err))
+                    continue
+                for r, text in zip(chunk, texts):
+                    emit(r.row, task.name, r.prompt, text, Status.OK, "")
+        return {name: np.array(values, dtype=object) for name, values in out.items()}

@@ -1,0 +1,66 @@
+"""Load PaliGemma and its processor from a Hub id (with revision) or a local directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import PaliGemmaForConditionalGeneration, PaliGemmaProcessor
+
+
+class ModelLoadError(RuntimeError):
+    """The model or processor cannot be loaded; the message says what to do."""
+
+
+def _is_local(model: str) -> bool:
+    return Path(model).expanduser().exists() or model.startswith(("/", ".", "~"))
+
+
+def _explain(model: str, err: Exception) -> ModelLoadError:
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if _is_local(model):
+        return ModelLoadError(
+            f"cannot load model directory {model!r}: {reason}. Pass a directory written by "
+            "save_pretrained (config.json, *.safetensors and the processor files)."
+        )
+    return ModelLoadError(
+        f"cannot load {model!r} from the Hugging Face Hub: {reason}. PaliGemma checkpoints are gated: "
+        "accept the licence on the model page, then run `hf auth login` or set HF_TOKEN; without "
+        "network access, pass --model /path/to/a/local/copy saved with save_pretrained."
+    )
+
+
+def load_processor(model: str, revision: str | None = None) -> PaliGemmaProcessor:
+    """The processor; cheap, so the driver loads it to validate the model before any work starts."""
+    if _is_local(model) and not Path(model).expanduser().is_dir():
+        raise ModelLoadError(f"model directory {model!r} does not exist")
+    try:
+        return PaliGemmaProcessor.from_pretrained(str(Path(model).expanduser()) if _is_local(model) else model,
+                                                  revision=revision)
+    except Exception as err:  # the Hub and tokenizers raise many types; all mean "cannot load"
+        raise _explain(model, err) from err
+
+
+def load_model(model: str, revision: str | None, device: torch.device) -> PaliGemmaForConditionalGeneration:
+    """The model in eval mode on `device`: bf16 on CUDA, fp32 on CPU; safetensors only, no remote code."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        loaded = PaliGemmaForConditionalGeneration.from_pretrained(
+            str(Path(model).expanduser()) if _is_local(model) else model,
+            revision=revision,
+            dtype=dtype,
+            use_safetensors=True,  # refuse pickle checkpoints: loading one can run arbitrary code
+            trust_remote_code=False,
+        )
+    except Exception as err:
+        raise _explain(model, err) from err
+    return loaded.to(device).eval()
+
+
+def image_size_of(processor: PaliGemmaProcessor) -> int:
+    """The square input resolution the vision tower expects."""
+    size = processor.image_processor.size
+    height, width = size["height"], size["width"]
+    if height != width:
+        raise ModelLoadError(f"expected a square input resolution, got {height}x{width}")
+    return int(height)

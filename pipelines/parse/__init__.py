@@ -1,0 +1,1 @@
+"""Pure functions from PaliGemma's generated text to annotations. No Ray, no torch."""

@@ -1,0 +1,63 @@
+"""Detection answers -> boxes in original pixels, with a reason for every entry that was discarded."""
+
+from __future__ import annotations
+
+from pipelines.geometry import loc_yxyx_1024_to_box_xyxy_px
+from pipelines.parse.entries import Entry, split_entries
+from schemas.annotations import Box
+
+LOCS_PER_BOX = 4
+MAX_LOC = 1023
+EXCERPT_CHARS = 80  # the whole answer is in raw_output; a problem only needs to point at its entry
+
+
+def _normalise(label: str) -> str:
+    return " ".join(label.split()).casefold()
+
+
+def entry_to_box(entry: Entry, classes: dict[str, str], image_wh: tuple[int, int]) -> Box:
+    """Validate one entry and convert it; raises ValueError saying what is wrong with it.
+
+    Args:
+        entry: a piece of the answer from `split_entries`.
+        classes: normalised label -> requested spelling; the box gets the requested spelling.
+        image_wh: original (width, height) in pixels.
+    """
+    if len(entry.locs) != LOCS_PER_BOX:
+        raise ValueError(f"{len(entry.locs)} location tokens, expected {LOCS_PER_BOX}")
+    if any(loc > MAX_LOC for loc in entry.locs):
+        raise ValueError(f"location token out of range 0..{MAX_LOC}")
+    y_min, x_min, y_max, x_max = entry.locs
+    if y_max <= y_min or x_max <= x_min:
+        raise ValueError("empty or inverted box")
+    if not entry.label:
+        raise ValueError("missing label")
+    label = classes.get(_normalise(entry.label))
+    if label is None:
+        raise ValueError(f"unknown label {entry.label!r}")
+    x0, y0, x1, y1 = loc_yxyx_1024_to_box_xyxy_px(entry.locs, image_wh)
+    return Box(label=label, x_min=x0, y_min=y0, x_max=x1, y_max=y1)
+
+
+def parse_detections(
+    text: str, classes: tuple[str, ...], image_wh: tuple[int, int]
+) -> tuple[list[Box], list[str]]:
+    """Parse a `detect` answer.
+
+    Invalid entries are reported, not repaired: a run of other than 4 locs, a location past 1023,
+    an empty or inverted box, a missing or unrequested label. Valid entries are kept either way.
+    Segmentation codewords are ignored here (the `segment` task reads them).
+
+    Returns:
+        (boxes, problems): the valid boxes, and one message per discarded entry.
+    """
+    wanted = {_normalise(name): name for name in classes}
+    boxes: list[Box] = []
+    problems: list[str] = []
+    for entry in split_entries(text):
+        try:
+            boxes.append(entry_to_box(entry, wanted, image_wh))
+        except ValueError as err:
+            excerpt = entry.text if len(entry.text) <= EXCERPT_CHARS else entry.text[:EXCERPT_CHARS] + "..."
+            problems.append(f"{err}: {excerpt!r}")
+    return boxes, problems

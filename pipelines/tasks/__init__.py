@@ -1,0 +1,1 @@
+"""Tasks as data: each module defines one TaskSpec; `registry.TASKS` lists them all."""
