@@ -1,0 +1,72 @@
+"""jobs/annotate.py: flags come from JobConfig; bad input fails with one line before Ray starts."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import ray
+
+from pipelines.cli import parser_for
+from schemas.job import JobConfig
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = str(REPO / "tests" / "data" / "samples")
+
+
+def load_job():
+    spec = importlib.util.spec_from_file_location("annotate_job", REPO / "jobs" / "annotate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_config_field_is_a_flag_with_its_description():
+    parser = parser_for(JobConfig, "test")
+    flags = {action.dest: action for action in parser._actions}
+    for name, field in JobConfig.model_fields.items():
+        assert field.description and field.description in flags[name].help
+
+
+def test_list_flags_are_split():
+    args = parser_for(JobConfig, "t").parse_args(
+        ["--input", "i", "--output", "o", "--tasks", "detect, caption", "--classes", "car,traffic light",
+         "--questions", "what is it?|how many, roughly?"])
+    cfg = JobConfig.model_validate({k: v for k, v in vars(args).items() if v is not None})
+    assert cfg.tasks == ["detect", "caption"]
+    assert cfg.classes == ["car", "traffic light"]
+    assert cfg.questions == ["what is it?", "how many, roughly?"]
+    assert cfg.model == "google/paligemma2-3b-mix-448" and cfg.overwrite is False
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--tasks", "caption,segmentt"], "unknown task 'segmentt'; choose from"),
+        (["--tasks", "detect"], "detect needs --classes"),
+        (["--tasks", "answer"], "answer needs --questions or --question-column"),
+        (["--tasks", "caption", "--input", "/no/such/dir"], "input not found: /no/such/dir"),
+        (["--tasks", "caption", "--batch-size", "0"], "--batch-size: Input should be greater than or equal to 1"),
+        (["--tasks", "caption", "--model", "./no/such/model"], "model directory './no/such/model' does not exist"),
+        (["--tasks", "caption", "--model", "google/paligemma2-3b-mix-448"], "hf auth login"),
+        (["--tasks", "caption,caption"], "a task is listed twice"),
+    ],
+)
+def test_bad_flags_exit_2_with_one_line_before_ray_starts(extra, message, tmp_path, capsys, monkeypatch,
+                                                          tiny_model_dir):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a Hub id must fail fast, network or not
+    argv = ["--input", SAMPLES, "--output", str(tmp_path / "out"), "--model", tiny_model_dir]
+    assert load_job().main(argv + extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err
+    assert "\n" not in err
+    assert not ray.is_initialized()
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_output_needs_overwrite(tmp_path, capsys, tiny_model_dir):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "part.parquet").write_bytes(b"x")
+    argv = ["--input", SAMPLES, "--output", str(tmp_path / "out"), "--model", tiny_model_dir, "--tasks", "ocr"]
+    assert load_job().main(argv) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "out" / "part.parquet").exists()

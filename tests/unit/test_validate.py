@@ -1,0 +1,60 @@
+"""Generated rows -> validated LabelRows as Arrow: one row out per row in, whatever happened."""
+
+import pyarrow as pa
+
+from pipelines.validate import join_problems, label_row, to_label_table
+from schemas import LABEL_ROW_SCHEMA
+from schemas import columns as C
+from schemas.job import PromptOptions
+
+OPTIONS = PromptOptions(classes=("car",))
+
+
+def generated(**overrides) -> dict:
+    row = {C.IMAGE_ID: "id", C.SOURCE_URI: "file:///x.jpg", C.WIDTH: 200, C.HEIGHT: 100, C.TASK: "detect",
+           C.PROMPT: "detect car", C.RAW_OUTPUT: "<loc0000><loc0512><loc0512><loc1000> car", C.STATUS: "ok",
+           C.ERROR: ""}
+    return {**row, **overrides}
+
+
+def test_a_clean_detection_is_ok_with_boxes_in_pixels():
+    row = label_row(generated(), OPTIONS, "m", "run")
+    assert row.status == "ok" and row.error is None
+    assert [(b.label, b.x_min, b.y_min, b.x_max, b.y_max) for b in row.boxes] == [("car", 100, 0, 195.3125, 50)]
+    assert row.model == "m" and row.run_id == "run" and row.created_at.tzinfo is not None
+
+
+def test_invalid_entries_keep_the_valid_boxes_and_the_raw_output():
+    raw = "<loc0000><loc0512><loc0512><loc1000> car ; <loc0001> car ; <loc0000><loc0000><loc0010><loc0010> bus"
+    row = label_row(generated(**{C.RAW_OUTPUT: raw}), OPTIONS, "m", "run")
+    assert row.status == "invalid_output"
+    assert len(row.boxes) == 1 and row.raw_output == raw
+    assert "1 location tokens" in row.error and "unknown label 'bus'" in row.error
+
+
+def test_text_tasks_fill_text():
+    row = label_row(generated(**{C.TASK: "caption", C.PROMPT: "caption en", C.RAW_OUTPUT: " a car "}),
+                    OPTIONS, "m", "run")
+    assert row.status == "ok" and row.text == "a car" and row.boxes == []
+
+
+def test_error_rows_pass_through_with_nulls_for_what_is_absent():
+    row = label_row(generated(**{C.STATUS: "image_error", C.ERROR: "OSError: truncated", C.WIDTH: 0,
+                                 C.HEIGHT: 0, C.RAW_OUTPUT: ""}), OPTIONS, "m", "run")
+    assert row.status == "image_error" and row.error == "OSError: truncated"
+    assert row.width is None and row.height is None and row.raw_output is None and row.boxes == []
+
+
+def test_the_table_has_the_derived_schema_and_one_row_per_input():
+    rows = [generated(), generated(**{C.STATUS: "model_error", C.ERROR: "RuntimeError: oom"}),
+            generated(**{C.RAW_OUTPUT: "garbage"})]
+    batch = pa.Table.from_pylist(rows)
+    table = to_label_table(batch, OPTIONS, "m", "run")
+    assert table.schema == LABEL_ROW_SCHEMA
+    assert table.column("status").to_pylist() == ["ok", "model_error", "invalid_output"]
+
+
+def test_long_problem_lists_are_cut_with_a_count():
+    text = join_problems([f"problem number {i}" for i in range(1000)], limit=200)
+    assert len(text) <= 200 and text.endswith("more")
+    assert join_problems(["a", "b"]) == "a; b"
