@@ -1,15 +1,23 @@
-"""Integration fixtures: one real local Ray for the session."""
-
-import os
+"""Integration fixtures: one GCS emulator and one real local Ray for the session."""
 
 import pyarrow.dataset as pads
 import pytest
 import ray
 
+from tests.integration.gcs_emulator import run_gcs_emulator
+
 
 @pytest.fixture(scope="session")
-def ray_local():
-    """A real local Ray; address="local" so a cluster started elsewhere on the machine is never used."""
+def gcs():
+    """A real GCS emulator on 127.0.0.1, with gcsfs pointed at it in this process."""
+    with run_gcs_emulator() as emulator, emulator.activate():
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def ray_local(gcs):
+    """A real local Ray. Started after the emulator's environment is exported, so workers talk to
+    it too; address="local" so a cluster started elsewhere on the machine is never used."""
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()

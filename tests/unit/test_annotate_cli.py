@@ -54,12 +54,17 @@ def test_list_flags_are_split():
 def test_bad_flags_exit_2_with_one_line_before_ray_starts(extra, message, tmp_path, capsys, monkeypatch,
                                                           tiny_model_dir):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a Hub id must fail fast, network or not
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started for a command that should have failed first")
+
+    monkeypatch.setattr(ray, "init", no_ray)
     argv = ["--input", SAMPLES, "--output", str(tmp_path / "out"), "--model", tiny_model_dir]
     assert load_job().main(argv + extra) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err
     assert "\n" not in err
-    assert not ray.is_initialized()
     assert not (tmp_path / "out").exists()
 
 

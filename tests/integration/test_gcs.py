@@ -1,0 +1,34 @@
+"""gs:// in and out, through gcsfs, against a real GCS emulator on 127.0.0.1."""
+
+import json
+
+import pytest
+
+from pipelines.read import image_id_for
+from pipelines.run import annotate
+from schemas.job import JobConfig
+from tests.integration.conftest import read_output
+from tests.integration.corpus import write_image_tree
+
+pytestmark = pytest.mark.integration
+
+
+def test_bucket_to_bucket(tmp_path, gcs, ray_local, tiny_model_dir):
+    sizes = write_image_tree(tmp_path / "images")
+    uris = gcs.upload_tree(tmp_path / "images", "labels-test", "raw/images")
+    summary = annotate(JobConfig(input="gs://labels-test/raw/images", output="gs://labels-test/labels/run1",
+                                 model=tiny_model_dir, tasks="detect,caption", classes="car"))
+
+    fs = gcs.filesystem()
+    table = read_output("labels-test/labels/run1", filesystem=fs)
+    keys = list(zip(*(table.column(c).to_pylist() for c in ("image_id", "task"))))
+    assert len(keys) == len(set(keys)) == len(sizes) * 2
+    assert set(table.column("source_uri").to_pylist()) == set(uris)
+    assert set(table.column("image_id").to_pylist()) == {image_id_for(u) for u in uris}
+    broken = {u for u in uris if sizes[u.split("/raw/images/", 1)[1]] is None}
+    for row in table.to_pylist():
+        assert (row["status"] == "image_error") == (row["source_uri"] in broken)
+
+    written = json.loads(fs.cat("labels-test/labels/run1/_summary.json"))
+    assert written["rows"] == summary["rows"] == len(sizes) * 2
+    assert summary["summary_uri"] == "gs://labels-test/labels/run1/_summary.json"
