@@ -62,14 +62,10 @@ class GenerateStage:
         out: dict[str, list] = {name: [] for name in OUTPUT_COLUMNS}
 
         def emit(row: int, task: str, prompt: str, raw: str, status: Status, error: str) -> None:
-            for name, value in zip(OUTPUT_COLUMNS[:4], (batch[C.IMAGE_ID], batch[C.SOURCE_URI],
-                                                          batch[C.WIDTH], batch[C.HEIGHT])):
-                out[name].append(value[row])
-            out[C.TASK].append(task)
-            out[C.PROMPT].append(prompt)
-            out[C.RAW_OUTPUT].append(raw)
-            out[C.STATUS].append(status.value)
-            out[C.ERROR].append(error)
+            values = (batch[C.IMAGE_ID][row], batch[C.SOURCE_URI][row], batch[C.WIDTH][row],
+                      batch[C.HEIGHT][row], task, prompt, raw, status.value, error)
+            for name, value in zip(OUTPUT_COLUMNS, values):
+                out[name].append(value)
 
         for task in self.tasks:
             requests: list[_Request] = []

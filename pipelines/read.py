@@ -14,6 +14,7 @@ from typing import Literal
 import fsspec
 import numpy as np
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import ray.data
 
 from schemas import columns as C
@@ -80,6 +81,20 @@ def resolve_inputs(uri: str, input_format: str = "auto") -> InputPlan:
 def _is_bytes(value: object) -> bool:
     """True for non-empty encoded data; an all-null column arrives as NaN, not None."""
     return isinstance(value, (bytes, bytearray)) and len(value) > 0
+
+
+def check_parquet_columns(plan: InputPlan, cfg: JobConfig) -> None:
+    """Fail before any work when the first Parquet file lacks a column the flags name."""
+    if plan.kind != "parquet":
+        return
+    with plan.filesystem.open(plan.paths[0], "rb") as handle:
+        present = set(pq.read_schema(handle).names)
+    named = {"--image-column": cfg.image_column, "--id-column": cfg.id_column, "--uri-column": cfg.uri_column,
+             "--question-column": cfg.question_column}
+    missing = [f"{flag} {column!r}" for flag, column in named.items() if column and column not in present]
+    if missing:
+        raise InputError(f"{plan.uri(plan.paths[0])} has no column {', '.join(missing)}; "
+                         f"its columns are {', '.join(sorted(present))}")
 
 
 def _image_rows(batch: dict[str, np.ndarray], plan: InputPlan) -> dict[str, np.ndarray]:

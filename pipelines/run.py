@@ -10,7 +10,7 @@ import ray
 
 from pipelines.build import ModelPlacement, build_dataset
 from pipelines.model import image_size_of, load_processor
-from pipelines.read import resolve_inputs
+from pipelines.read import check_parquet_columns, resolve_inputs
 from pipelines.tasks.registry import check_tasks
 from pipelines.write import prepare_output, summarize, write_annotations, write_summary
 from schemas.job import JobConfig
@@ -38,6 +38,7 @@ def annotate(cfg: JobConfig) -> dict:
     """
     check_tasks(cfg.tasks, cfg.prompt_options())
     plan = resolve_inputs(cfg.input, cfg.input_format)
+    check_parquet_columns(plan, cfg)
     processor = load_processor(cfg.model, cfg.revision)
     image_size, resample = image_size_of(processor), int(processor.image_processor.resample)
     filesystem, output_path = prepare_output(cfg.output, cfg.overwrite)

@@ -1,8 +1,11 @@
 """Input listing and stable ids (the Ray readers are exercised by the integration tests)."""
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from pipelines.read import InputError, image_id_for, resolve_inputs
+from pipelines.read import InputError, check_parquet_columns, image_id_for, resolve_inputs
+from schemas.job import JobConfig
 
 
 @pytest.fixture
@@ -48,3 +51,12 @@ def test_image_ids_are_stable_and_distinct():
     assert image_id_for("gs://b/a.jpg") == image_id_for("gs://b/a.jpg")
     assert image_id_for("gs://b/a.jpg") != image_id_for("gs://b/b.jpg")
     assert len(image_id_for("x")) == 16
+
+
+def test_parquet_columns_named_by_flags_must_exist(tmp_path):
+    pq.write_table(pa.table({"img": [b"x"], "key": ["a"]}), tmp_path / "part.parquet")
+    plan = resolve_inputs(str(tmp_path))
+    ok = JobConfig(input=str(tmp_path), output="o", tasks="ocr", image_column="img", id_column="key")
+    check_parquet_columns(plan, ok)
+    with pytest.raises(InputError, match=r"no column --image-column 'image', --uri-column 'uri'; its columns are img, key"):
+        check_parquet_columns(plan, ok.model_copy(update={"image_column": "image", "uri_column": "uri"}))
