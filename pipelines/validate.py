@@ -12,10 +12,10 @@ from schemas import columns as C
 from schemas.job import PromptOptions
 from schemas.rows import LABEL_ROW_SCHEMA, LabelRow, Status
 
-MAX_ERROR_CHARS = 2000
+MAX_PROBLEMS_CHARS = 2000
 
 
-def join_problems(problems: list[str], limit: int = MAX_ERROR_CHARS) -> str:
+def join_problems(problems: list[str], limit: int = MAX_PROBLEMS_CHARS) -> str:
     """All problems in one `error` string, cut at `limit` characters with a count of what was cut."""
     text = "; ".join(problems)
     if len(text) <= limit:
@@ -55,7 +55,7 @@ def label_row(generated: dict, options: PromptOptions, model_name: str, run_id: 
         return LabelRow(**{**base, **fields})
     except ValidationError as err:
         reason = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        return LabelRow(**{**base, C.STATUS: Status.INVALID_OUTPUT, C.ERROR: f"validation failed: {reason}"[:MAX_ERROR_CHARS]})
+        return LabelRow(**{**base, C.STATUS: Status.INVALID_OUTPUT, C.ERROR: f"validation failed: {reason}"[:MAX_PROBLEMS_CHARS]})
 
 
 def to_label_table(batch: pa.Table, options: PromptOptions, model_name: str, run_id: str) -> pa.Table:

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from pipelines.decode import decode_batch, decode_image
 from schemas import columns as C
