@@ -14,8 +14,10 @@ from pipelines.tasks.registry import check_tasks
 from pipelines.write import prepare_output, summarize, write_annotations, write_summary
 from schemas.job import JobConfig
 
+
 def default_run_id() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+
 
 def place_model(num_actors: int | None) -> ModelPlacement:
     """One actor per GPU when the cluster has GPUs, else `num_actors` (default 1) CPU actors."""
@@ -23,6 +25,7 @@ def place_model(num_actors: int | None) -> ModelPlacement:
     if gpus:
         return ModelPlacement(num_actors=num_actors or gpus, gpus_per_actor=1, cpus_per_actor=1)
     return ModelPlacement(num_actors=num_actors or 1, gpus_per_actor=0, cpus_per_actor=1)
+
 
 def annotate(cfg: JobConfig) -> dict:
     """Annotate `cfg.input` into `cfg.output` and return the run summary.
