@@ -19,6 +19,11 @@ def _is_local(model: str) -> bool:
     return Path(model).expanduser().exists() or model.startswith(("/", ".", "~"))
 
 
+def _source(model: str) -> str:
+    """What from_pretrained takes: an expanded local path, or the Hub id unchanged."""
+    return str(Path(model).expanduser()) if _is_local(model) else model
+
+
 def _explain(model: str, err: Exception) -> ModelLoadError:
     reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if _is_local(model):
@@ -45,16 +50,15 @@ def _probe_hub(model: str, revision: str | None) -> None:
 def load_processor(model: str, revision: str | None = None) -> PaliGemmaProcessor:
     """The processor; cheap, so the driver loads it to validate the model before any work starts."""
     if _is_local(model):
-        if not Path(model).expanduser().is_dir():
+        if not Path(_source(model)).is_dir():
             raise ModelLoadError(f"model directory {model!r} does not exist")
-        model = str(Path(model).expanduser())
     else:
         try:  # a copy in the local Hugging Face cache needs no network
             return PaliGemmaProcessor.from_pretrained(model, revision=revision, local_files_only=True)
         except Exception:
             _probe_hub(model, revision)
     try:
-        return PaliGemmaProcessor.from_pretrained(model, revision=revision)
+        return PaliGemmaProcessor.from_pretrained(_source(model), revision=revision)
     except Exception as err:  # the Hub and tokenizers raise many types; all mean "cannot load"
         raise _explain(model, err) from err
 
@@ -64,7 +68,7 @@ def load_model(model: str, revision: str | None, device: torch.device) -> PaliGe
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     try:
         loaded = PaliGemmaForConditionalGeneration.from_pretrained(
-            str(Path(model).expanduser()) if _is_local(model) else model,
+            _source(model),
             revision=revision,
             dtype=dtype,
             use_safetensors=True,  # refuse pickle checkpoints: loading one can run arbitrary code

@@ -13,10 +13,10 @@ from typing import Literal
 
 import fsspec
 import numpy as np
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import ray.data
 
+from pipelines.storage import arrow_filesystem
 from schemas import columns as C
 from schemas.job import JobConfig
 
@@ -149,8 +149,7 @@ def _parquet_rows(batch: dict[str, np.ndarray], plan: InputPlan, cfg: JobConfig)
 
 def read_images(plan: InputPlan, cfg: JobConfig) -> ray.data.Dataset:
     """A Dataset with one row per input image, columns as in this module's docstring."""
-    # Ray Data takes pyarrow filesystems; wrapping the fsspec one keeps gcsfs/s3fs and their settings.
-    filesystem = pafs.PyFileSystem(pafs.FSSpecHandler(plan.filesystem))
+    filesystem = arrow_filesystem(plan.filesystem)
     if plan.kind == "images":
         ds = ray.data.read_binary_files(plan.paths, filesystem=filesystem, include_paths=True)
         return ds.map_batches(_image_rows, fn_kwargs={"plan": plan}, batch_format="numpy")

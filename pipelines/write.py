@@ -7,8 +7,9 @@ import json
 import fsspec
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
-import pyarrow.fs as pafs
 import ray.data
+
+from pipelines.storage import arrow_filesystem
 
 PARTITION_COLUMNS = ["task"]
 SUMMARY_FILE = "_summary.json"  # leading underscore: Parquet readers skip it
@@ -31,14 +32,14 @@ def prepare_output(uri: str, overwrite: bool) -> tuple[fsspec.AbstractFileSystem
 def write_annotations(ds: ray.data.Dataset, filesystem: fsspec.AbstractFileSystem, path: str) -> None:
     """Stream the dataset to `path/task=<name>/*.parquet`; the driver never holds the rows."""
     ds.write_parquet(
-        path, filesystem=pafs.PyFileSystem(pafs.FSSpecHandler(filesystem)), partition_cols=PARTITION_COLUMNS
+        path, filesystem=arrow_filesystem(filesystem), partition_cols=PARTITION_COLUMNS
     )
 
 
 def summarize(filesystem: fsspec.AbstractFileSystem, path: str) -> dict:
     """Counts read back from what was written: rows per task and status, distinct images."""
     dataset = pads.dataset(
-        path, filesystem=pafs.PyFileSystem(pafs.FSSpecHandler(filesystem)), format="parquet", partitioning="hive"
+        path, filesystem=arrow_filesystem(filesystem), format="parquet", partitioning="hive"
     )
     table = dataset.to_table(columns=["task", "status", "image_id"])
     counts = table.group_by(["task", "status"]).aggregate([("image_id", "count")])
