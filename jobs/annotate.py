@@ -11,6 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from pipelines.cli import config_from_args, one_line, parser_for  # noqa: E402
+from pipelines.mask_decoder import VaeLoadError  # noqa: E402
 from pipelines.model import ModelLoadError  # noqa: E402
 from pipelines.run import annotate  # noqa: E402
 from schemas.job import JobConfig  # noqa: E402
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_from_args(JobConfig, args)
         summary = annotate(cfg)
-    except (ValueError, ModelLoadError) as err:
+    except (ValueError, ModelLoadError, VaeLoadError) as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2, sort_keys=True))

@@ -25,9 +25,16 @@ class ModelPlacement:
 
 
 def build_dataset(
-    cfg: JobConfig, plan: InputPlan, image_size: int, resample: int, placement: ModelPlacement, run_id: str
+    cfg: JobConfig,
+    plan: InputPlan,
+    image_size: int,
+    resample: int,
+    placement: ModelPlacement,
+    run_id: str,
+    vae: str | None = None,
 ) -> ray.data.Dataset:
-    """The lazy dataset of LabelRows; nothing runs until it is written."""
+    """The lazy dataset of LabelRows; nothing runs until it is written. `vae` is the mask
+    decoder file, needed when a task decodes masks."""
     ds = read_images(plan, cfg)
     ds = ds.map_batches(
         decode_batch, fn_kwargs={"size": image_size, "resample": resample}, batch_size=DECODE_BATCH_SIZE
@@ -40,6 +47,7 @@ def build_dataset(
             "tasks": cfg.tasks,
             "options": cfg.prompt_options(),
             "batch_size": cfg.batch_size,
+            "vae": vae,
         },
         compute=ray.data.ActorPoolStrategy(size=placement.num_actors),
         batch_size=cfg.batch_size,

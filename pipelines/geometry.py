@@ -1,6 +1,10 @@
-"""Pure coordinate conversions. Suffixes name order and units: `loc_yxyx_1024`, `box_xyxy_px`, `image_wh`."""
+"""Pure coordinate conversions and mask placement. Suffixes name order and units: `loc_yxyx_1024`,
+`box_xyxy_px`, `image_wh`."""
 
 from __future__ import annotations
+
+import numpy as np
+from PIL import Image
 
 # PaliGemma quantises each coordinate into 1024 bins. We decode with /1024, as Google's model card,
 # the big_vision HF space and supervision do (big_vision's own evaluator uses /1023: <= 0.1% apart).
@@ -38,3 +42,33 @@ def box_xyxy_px_to_loc_yxyx_1024(
         return min(LOC_BINS - 1, max(0, int(value / size * LOC_BINS + 1e-9)))
 
     return (to_bin(y_min, height), to_bin(x_min, width), to_bin(y_max, height), to_bin(x_max, width))
+
+
+def box_xyxy_px_to_pixel_span(
+    box_xyxy_px: tuple[float, float, float, float], image_wh: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """The whole pixels a box covers, [x0, x1) x [y0, y1): edges rounded (as the big_vision HF
+    space does) and clipped to the image. The span may be empty for a box under a pixel wide."""
+    width, height = image_wh
+    x_min, y_min, x_max, y_max = box_xyxy_px
+    x0, x1 = (min(width, max(0, round(v))) for v in (x_min, x_max))
+    y0, y1 = (min(height, max(0, round(v))) for v in (y_min, y_max))
+    return x0, y0, x1, y1
+
+
+def place_mask(
+    mask_logits: np.ndarray, box_xyxy_px: tuple[float, float, float, float], image_wh: tuple[int, int]
+) -> np.ndarray:
+    """Stretch a decoder mask (any square, logits in [-1, 1]) over its box on the original image.
+
+    As big_vision's segmentation evaluator: bilinear resize of the float mask to the box's pixel
+    size, then `> 0`. Returns a (height, width) boolean array, False outside the box.
+    """
+    width, height = image_wh
+    x0, y0, x1, y1 = box_xyxy_px_to_pixel_span(box_xyxy_px, image_wh)
+    placed = np.zeros((height, width), dtype=bool)
+    if x1 > x0 and y1 > y0:
+        logits = Image.fromarray(np.asarray(mask_logits, dtype=np.float32), mode="F")
+        resized = np.asarray(logits.resize((x1 - x0, y1 - y0), resample=Image.Resampling.BILINEAR))
+        placed[y0:y1, x0:x1] = resized > 0.0
+    return placed

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from pipelines.decode import describe_error
+from pipelines.mask_decoder import decode_masks, load_mask_decoder
 from pipelines.model import load_model, load_processor
+from pipelines.parse.segmentation import CODES_PER_MASK, mask_codes, pack_mask_logits
 from pipelines.tasks.registry import get_task
 from schemas import columns as C
 from schemas.job import PromptOptions
 from schemas.rows import Status
 
-OUTPUT_COLUMNS = (C.IMAGE_ID, C.SOURCE_URI, C.WIDTH, C.HEIGHT, C.TASK, C.PROMPT, C.RAW_OUTPUT, C.STATUS, C.ERROR)
+OUTPUT_COLUMNS = (
+    C.IMAGE_ID, C.SOURCE_URI, C.WIDTH, C.HEIGHT, C.TASK, C.PROMPT, C.RAW_OUTPUT, C.MASK_LOGITS, C.STATUS, C.ERROR
+)
 
 
 @dataclass
@@ -28,16 +33,29 @@ class GenerateStage:
 
     Input columns: image_id, source_uri, question, pixels, width, height, error (from decode).
     Output: one row per (image, task, prompt) with raw_output, status and error; rows whose image
-    failed to decode pass through as `image_error` without touching the model.
+    failed to decode pass through as `image_error` without touching the model. For tasks that
+    decode masks, `mask_logits` holds the decoder's output for the answer's codeword sets.
     """
 
-    def __init__(self, model: str, revision: str | None, tasks: list[str], options: PromptOptions, batch_size: int):
+    def __init__(
+        self,
+        model: str,
+        revision: str | None,
+        tasks: list[str],
+        options: PromptOptions,
+        batch_size: int,
+        vae: str | None = None,
+    ):
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.processor = load_processor(model, revision)
         self.model = load_model(model, revision, self.device)
         self.tasks = [get_task(name) for name in tasks]
         self.options = options
         self.batch_size = batch_size
+        needs_vae = [task.name for task in self.tasks if task.decodes_masks]
+        if needs_vae and not vae:
+            raise ValueError(f"tasks {needs_vae} need the mask decoder file (vae)")
+        self.mask_decoder = load_mask_decoder(vae, self.device) if needs_vae else None
 
     def _generate(self, prompts: list[str], images: list[np.ndarray], max_new_tokens: int) -> list[str]:
         # "<image>" up front is how the processor wants the image placed; it yields the same ids
@@ -58,12 +76,20 @@ class GenerateStage:
         new_tokens = output_ids[:, inputs["input_ids"].shape[1]:]
         return self.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
 
+    def _decode_masks(self, texts: list[str]) -> list[bytes]:
+        """All masks of a batch in one decoder call; per answer, its masks packed for transport."""
+        codes = [mask_codes(text) for text in texts]
+        flat = np.array([c for answer in codes for c in answer], dtype=np.int64).reshape(-1, CODES_PER_MASK)
+        logits = decode_masks(self.mask_decoder, flat)
+        bounds = np.cumsum([0] + [len(answer) for answer in codes])
+        return [pack_mask_logits(logits[start:end]) for start, end in itertools.pairwise(bounds)]
+
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out: dict[str, list] = {name: [] for name in OUTPUT_COLUMNS}
 
-        def emit(row: int, task: str, prompt: str, raw: str, status: Status, error: str) -> None:
+        def emit(row: int, task: str, prompt: str, raw: str, status: Status, error: str, masks: bytes = b"") -> None:
             values = (batch[C.IMAGE_ID][row], batch[C.SOURCE_URI][row], batch[C.WIDTH][row],
-                      batch[C.HEIGHT][row], task, prompt, raw, status.value, error)
+                      batch[C.HEIGHT][row], task, prompt, raw, masks, status.value, error)
             for name, value in zip(OUTPUT_COLUMNS, values):
                 out[name].append(value)
 
@@ -84,10 +110,11 @@ class GenerateStage:
                 chunk = requests[start:start + self.batch_size]
                 try:
                     texts = self._generate([r.prompt for r in chunk], [batch[C.PIXELS][r.row] for r in chunk], budget)
+                    masks = self._decode_masks(texts) if task.decodes_masks else [b""] * len(texts)
                 except Exception as err:  # a failed batch marks its own rows; the job goes on
                     for r in chunk:
                         emit(r.row, task.name, r.prompt, "", Status.MODEL_ERROR, describe_error(err))
                     continue
-                for r, text in zip(chunk, texts):
-                    emit(r.row, task.name, r.prompt, text, Status.OK, "")
+                for r, text, packed in zip(chunk, texts, masks):
+                    emit(r.row, task.name, r.prompt, text, Status.OK, "", packed)
         return {name: np.array(values, dtype=object) for name, values in out.items()}

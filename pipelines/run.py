@@ -8,6 +8,7 @@ import time
 import ray
 
 from pipelines.build import ModelPlacement, build_dataset
+from pipelines.mask_decoder import VaeLoadError, find_vae, load_mask_decoder, missing_vae_message
 from pipelines.model import image_size_of, load_processor
 from pipelines.read import check_parquet_columns, resolve_inputs
 from pipelines.tasks.registry import check_tasks
@@ -27,13 +28,23 @@ def place_model(num_actors: int | None) -> ModelPlacement:
     return ModelPlacement(num_actors=num_actors or 1, gpus_per_actor=0, cpus_per_actor=1)
 
 
+def check_vae(cfg: JobConfig) -> str:
+    """The mask decoder file for this job, loaded once here so a bad one fails before Ray starts."""
+    vae = find_vae(cfg.vae, cfg.model)
+    if vae is None:
+        raise VaeLoadError(missing_vae_message(cfg.model))
+    load_mask_decoder(vae)
+    return vae
+
+
 def annotate(cfg: JobConfig) -> dict:
     """Annotate `cfg.input` into `cfg.output` and return the run summary.
 
-    Raises ValueError subclasses (bad options, missing input, existing output) and ModelLoadError
-    before Ray starts, so a bad command fails fast and cheaply.
+    Raises ValueError subclasses (bad options, missing input, existing output), ModelLoadError
+    and VaeLoadError before Ray starts, so a bad command fails fast and cheaply.
     """
-    check_tasks(cfg.tasks, cfg.prompt_options())
+    tasks = check_tasks(cfg.tasks, cfg.prompt_options())
+    vae = check_vae(cfg) if any(task.decodes_masks for task in tasks) else None
     plan = resolve_inputs(cfg.input, cfg.input_format)
     check_parquet_columns(plan, cfg)
     processor = load_processor(cfg.model, cfg.revision)
@@ -45,7 +56,7 @@ def annotate(cfg: JobConfig) -> dict:
         ray.init(address=cfg.address)  # None: RAY_ADDRESS (e.g. under `ray job submit`) or a new local Ray
     placement = place_model(cfg.num_actors)
     started = time.perf_counter()
-    ds = build_dataset(cfg, plan, image_size, resample, placement, run_id)
+    ds = build_dataset(cfg, plan, image_size, resample, placement, run_id, vae)
     write_annotations(ds, filesystem, output_path)
     wall_s = time.perf_counter() - started
 
@@ -54,6 +65,7 @@ def annotate(cfg: JobConfig) -> dict:
         "input": cfg.input,
         "output": cfg.output,
         "model": cfg.model_name,
+        "vae": vae,
         "tasks": cfg.tasks,
         "input_kind": plan.kind,
         "input_files": len(plan.paths),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers
 from transformers import (
@@ -21,6 +22,8 @@ from transformers import (
     PaliGemmaProcessor,
     SiglipImageProcessor,
 )
+
+from pipelines.mask_decoder import VAE_FILENAME, MaskDecoder
 
 # Gemma's fixed ids for its first special tokens; PaliGemma configs refer to them.
 _SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>"]
@@ -42,7 +45,7 @@ def build_tiny_tokenizer() -> GemmaTokenizer:
 
 
 def build_tiny_paligemma(
-    image_size: int = 32, patch_size: int = 8, seed: int = 0
+    image_size: int = 32, patch_size: int = 8, seed: int = 0, tie_word_embeddings: bool = True
 ) -> tuple[PaliGemmaForConditionalGeneration, PaliGemmaProcessor]:
     """Build a PaliGemma 2 flavoured model (gemma2 text config) and its processor.
 
@@ -50,6 +53,7 @@ def build_tiny_paligemma(
         image_size: input resolution of the vision tower, in pixels (square).
         patch_size: SigLIP patch size; the model sees (image_size / patch_size) ** 2 image tokens.
         seed: torch seed for the random weights, so two builds are identical.
+        tie_word_embeddings: share the input embedding with the output head, as PaliGemma does.
     """
     num_image_tokens = (image_size // patch_size) ** 2
     image_processor = SiglipImageProcessor(
@@ -77,6 +81,7 @@ def build_tiny_paligemma(
         pad_token_id=0,
         bos_token_id=2,
         eos_token_id=1,
+        tie_word_embeddings=tie_word_embeddings,
     )
     vision_config = dict(
         model_type="siglip_vision_model",
@@ -93,6 +98,7 @@ def build_tiny_paligemma(
         vision_config=vision_config,
         image_token_index=processor.image_token_id,
         projection_dim=32,
+        tie_word_embeddings=tie_word_embeddings,
         pad_token_id=0,
         bos_token_id=2,
         eos_token_id=1,
@@ -102,10 +108,81 @@ def build_tiny_paligemma(
     return model, processor
 
 
-def save_tiny_paligemma(output_dir: str | Path, **kwargs) -> Path:
-    """Build the tiny model and save weights (safetensors) and processor files to `output_dir`."""
+def script_answer(model: PaliGemmaForConditionalGeneration, processor: PaliGemmaProcessor, answer: str) -> None:
+    """Set the weights so that greedy decoding answers `answer` to any prompt and image.
+
+    Attention and MLP outputs are zeroed, so the logits depend on the current token alone; the
+    tokens of the answer get orthogonal embeddings, and the output head maps each one to the
+    next (the prompt ends with "\n", the answer with <eos>). The answer's tokens must be distinct
+    and fewer than the hidden size. The model still runs the real PaliGemma code end to end,
+    which is what the pipeline's tests need from it: a known answer, through the real stack.
+    """
+    tokenizer = processor.tokenizer
+    chain = [tokenizer.convert_tokens_to_ids("\n"), *tokenizer.encode(answer, add_special_tokens=False),
+             tokenizer.eos_token_id]
+    hidden = model.config.text_config.hidden_size
+    if len(set(chain)) != len(chain) or len(chain) > hidden:
+        raise ValueError(f"a scripted answer needs distinct tokens, at most {hidden - 1}: {answer!r}")
+    if model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr():
+        raise ValueError("build the model with tie_word_embeddings=False to script it")
+    text_model = model.model.language_model
+    basis = torch.eye(hidden)
+    with torch.no_grad():
+        for layer in text_model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.lm_head.weight.zero_()
+        for i, (token, next_token) in enumerate(zip(chain, chain[1:])):
+            text_model.embed_tokens.weight[token] = basis[i]
+            model.lm_head.weight[next_token] = 10 * basis[i]
+
+
+def save_scripted_paligemma(output_dir: str | Path, answer: str, with_vae: bool = True, seed: int = 0) -> Path:
+    """Save a tiny PaliGemma that answers `answer` to everything (see `script_answer`)."""
+    output_dir = Path(output_dir)
+    model, processor = build_tiny_paligemma(seed=seed, tie_word_embeddings=False)
+    script_answer(model, processor, answer)
+    model.save_pretrained(output_dir, safe_serialization=True)
+    processor.save_pretrained(output_dir)
+    if with_vae:
+        save_random_vae(output_dir / VAE_FILENAME, seed=seed)
+    return output_dir
+
+
+def random_vae_arrays(embedding_dim: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random mask decoder weights under the published `vae-oid.npz` names and shapes (all but
+    the codebook width, which the real file sets and loaders read). NumPy's generator keeps them
+    the same across versions; the scale keeps activations O(1), so masks have both signs."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for name, shape_source in MaskDecoder(embedding_dim=embedding_dim).state_dict_to_npz().items():
+        shape = shape_source.shape
+        if name.endswith(".bias"):
+            scale = 0.1
+        elif len(shape) == 4:
+            scale = 2 / np.sqrt(np.prod(shape[1:]))
+        else:  # the codebook
+            scale = 1.0
+        arrays[name] = (rng.standard_normal(shape) * scale).astype(np.float32)
+    return arrays
+
+
+def save_random_vae(path: str | Path, embedding_dim: int = 8, seed: int = 0) -> Path:
+    """Write `random_vae_arrays` as an .npz file at `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:  # a file object keeps numpy from appending a second ".npz"
+        np.savez(f, **random_vae_arrays(embedding_dim, seed))
+    return path
+
+
+def save_tiny_paligemma(output_dir: str | Path, with_vae: bool = True, **kwargs) -> Path:
+    """Build the tiny model and save weights (safetensors) and processor files to `output_dir`,
+    with a random mask decoder beside them as `vae-oid.npz` (found there by `--tasks segment`)."""
     output_dir = Path(output_dir)
     model, processor = build_tiny_paligemma(**kwargs)
     model.save_pretrained(output_dir, safe_serialization=True)
     processor.save_pretrained(output_dir)
+    if with_vae:
+        save_random_vae(output_dir / VAE_FILENAME, seed=kwargs.get("seed", 0))
     return output_dir

@@ -7,6 +7,8 @@ import datetime
 import pyarrow as pa
 from pydantic import ValidationError
 
+from pipelines.parse.segmentation import unpack_mask_logits
+from pipelines.tasks.base import Answer
 from pipelines.tasks.registry import get_task
 from schemas import columns as C
 from schemas.job import PromptOptions
@@ -47,15 +49,23 @@ def label_row(generated: dict, options: PromptOptions, model_name: str, run_id: 
     if not ok:
         return LabelRow(**base)
     task = get_task(base[C.TASK])
-    result = task.parse(base[C.RAW_OUTPUT], base[C.PROMPT], (base[C.WIDTH], base[C.HEIGHT]), options)
-    fields = {"boxes": result.boxes} if task.output_field == "boxes" else {"text": result.text}
+    answer = Answer(
+        raw_output=base[C.RAW_OUTPUT],
+        prompt=base[C.PROMPT],
+        image_wh=(base[C.WIDTH], base[C.HEIGHT]),
+        mask_logits=unpack_mask_logits(generated[C.MASK_LOGITS]) if task.decodes_masks else None,
+    )
+    result = task.parse(answer, options)
+    fields = {name: getattr(result, name) for name in task.output_fields}
     if result.problems:
         fields.update(status=Status.INVALID_OUTPUT, error=join_problems(result.problems))
+    context = {"classes": options.classes}
     try:
-        return LabelRow(**{**base, **fields})
+        return LabelRow.model_validate({**base, **fields}, context=context)
     except ValidationError as err:
         reason = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        return LabelRow(**{**base, C.STATUS: Status.INVALID_OUTPUT, C.ERROR: f"validation failed: {reason}"[:MAX_PROBLEMS_CHARS]})
+        failed = {C.STATUS: Status.INVALID_OUTPUT, C.ERROR: f"validation failed: {reason}"[:MAX_PROBLEMS_CHARS]}
+        return LabelRow.model_validate({**base, **failed}, context=context)
 
 
 def to_label_table(batch: pa.Table, options: PromptOptions, model_name: str, run_id: str) -> pa.Table:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+from pycocotools import mask as mask_utils
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -25,4 +29,59 @@ class Box(BaseModel):
             raise ValueError(
                 f"empty or inverted box x[{self.x_min}, {self.x_max}] y[{self.y_min}, {self.y_max}]"
             )
+        return self
+
+
+class Rle(BaseModel):
+    """A binary mask over the whole image in COCO's compressed RLE, as pycocotools writes it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    size: list[int] = Field(min_length=2, max_length=2, description="[height, width] of the image, in pixels.")
+    counts: str = Field(min_length=1, description="COCO compressed run lengths (pycocotools' string form).")
+
+    @classmethod
+    def from_binary(cls, mask: np.ndarray) -> Rle:
+        """Encode a (height, width) boolean or 0/1 array."""
+        encoded = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
+        return cls(size=[int(v) for v in encoded["size"]], counts=encoded["counts"].decode("ascii"))
+
+    def to_binary(self) -> np.ndarray:
+        """Decode to a (height, width) boolean array."""
+        return mask_utils.decode({"size": list(self.size), "counts": self.counts.encode("ascii")}).astype(bool)
+
+    @model_validator(mode="after")
+    def _decodes(self) -> Rle:
+        if min(self.size) < 1:
+            raise ValueError(f"RLE size must be positive, got {self.size}")
+        # pycocotools raises on runs longer than the image but not on shorter ones (the rest of
+        # the decoded array is then undefined); its own encoding of the decoded mask gives the
+        # same string exactly when the runs cover the image.
+        try:
+            round_trip = mask_utils.encode(np.asfortranarray(self.to_binary(), dtype=np.uint8))["counts"]
+        except ValueError as err:
+            raise ValueError(f"RLE counts do not decode: {err}") from err
+        if round_trip.decode("ascii") != self.counts:
+            raise ValueError(f"RLE counts do not describe a {self.size[0]}x{self.size[1]} mask")
+        return self
+
+
+class Mask(Box):
+    """A segmented object: its box, plus a mask over the whole image that lies inside that box."""
+
+    rle: Rle = Field(description="The object's pixels over the whole image, COCO RLE.")
+
+    def pixel_box(self) -> tuple[int, int, int, int]:
+        """The pixel columns/rows the box covers: [x0, x1) x [y0, y1), whole pixels."""
+        return (math.floor(self.x_min), math.floor(self.y_min), math.ceil(self.x_max), math.ceil(self.y_max))
+
+    @model_validator(mode="after")
+    def _inside_box(self) -> Mask:
+        pixels = self.rle.to_binary()
+        if not pixels.any():
+            raise ValueError(f"mask {self.label!r} is empty")
+        x0, y0, x1, y1 = self.pixel_box()
+        inside = pixels[max(0, y0):y1, max(0, x0):x1].sum()
+        if inside != pixels.sum():
+            raise ValueError(f"mask {self.label!r} has {int(pixels.sum() - inside)} pixels outside its box")
         return self

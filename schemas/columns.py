@@ -17,3 +17,4 @@ STATUS = "status"
 TASK = "task"
 PROMPT = "prompt"
 RAW_OUTPUT = "raw_output"
+MASK_LOGITS = "mask_logits"  # float32 (n, 64, 64) bytes per row of a mask task, generate -> validate

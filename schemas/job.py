@@ -37,10 +37,12 @@ class JobConfig(BaseModel):
     input: str = Field(description="Images to annotate: a directory, glob, file, .tar shard(s) or Parquet, "
                        "local or gs:// / s3://.")
     output: str = Field(description="Directory of the output Parquet dataset (hive-partitioned by task).")
-    tasks: list[str] = Field(description="Comma-separated tasks: caption, detect, ocr, answer, question.")
-    classes: list[str] = Field(default_factory=list, description="Comma-separated class names for detect.")
+    tasks: list[str] = Field(description="Comma-separated tasks: caption, detect, segment, ocr, answer, question.")
+    classes: list[str] = Field(default_factory=list, description="Comma-separated class names for detect and segment.")
     model: str = Field(default=DEFAULT_MODEL, description="Hugging Face model id or local directory.")
     revision: str | None = Field(default=None, description="Hub revision (branch, tag or commit) to pin.")
+    vae: str | None = Field(default=None, description="PaliGemma's VQ-VAE mask decoder (big_vision's vae-oid.npz), "
+                            "local or gs:// / s3://, for segment; default: vae-oid.npz in a local --model directory.")
     lang: str = Field(default="en", description="Language code for caption, answer and question prompts.")
     caption_style: Literal["caption", "cap", "describe"] = Field(
         default="caption", description="caption (short), cap (raw short) or describe (long).")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime
 import enum
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
-from schemas.annotations import Box
+from schemas.annotations import Box, Mask
 from schemas.arrow import arrow_schema
 
 
@@ -36,19 +36,30 @@ class LabelRow(BaseModel):
     status: Status
     error: str | None = Field(default=None, description="Why the row is not 'ok'; null when it is.")
     boxes: list[Box] = Field(default_factory=list, description="Detected boxes, original pixel coordinates.")
+    masks: list[Mask] = Field(
+        default_factory=list, description="Segmented objects: box, label, score and a COCO RLE mask of the image."
+    )
     text: str | None = Field(default=None, description="Caption, OCR text, answer or question.")
     run_id: str = Field(description="Id of the run that wrote this row.")
     created_at: datetime.datetime = Field(description="UTC time the row was validated.")
 
     @model_validator(mode="after")
-    def _consistent(self) -> LabelRow:
+    def _consistent(self, info: ValidationInfo) -> LabelRow:
+        """Status and error agree; boxes and masks fit the image and, when the validation context
+        gives `classes` (the requested ones), carry one of them."""
         if (self.status == Status.OK.value) != (self.error is None):
             raise ValueError(f"status {self.status!r} with error {self.error!r}: only 'ok' rows have no error")
-        if self.boxes and (self.width is None or self.height is None):
-            raise ValueError("boxes need the image size")
-        for box in self.boxes:
+        if (self.boxes or self.masks) and (self.width is None or self.height is None):
+            raise ValueError("boxes and masks need the image size")
+        classes = (info.context or {}).get("classes")
+        for box in [*self.boxes, *self.masks]:
             if box.x_max > self.width or box.y_max > self.height:
                 raise ValueError(f"box {box.label!r} extends past the {self.width}x{self.height} image")
+            if classes is not None and box.label not in classes:
+                raise ValueError(f"label {box.label!r} is not one of the requested classes {list(classes)}")
+        for mask in self.masks:
+            if mask.rle.size != [self.height, self.width]:
+                raise ValueError(f"mask {mask.label!r} is {mask.rle.size} (h, w), the image {self.height}x{self.width}")
         return self
 
 

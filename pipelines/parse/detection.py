@@ -8,11 +8,24 @@ from schemas.annotations import Box
 
 LOCS_PER_BOX = 4
 MAX_LOC = 1023
-EXCERPT_CHARS = 80  # the whole answer is in raw_output; a problem only needs to point at its entry
+EXCERPT_CHARS = 80
 
 
 def _normalise(label: str) -> str:
     return " ".join(label.split()).casefold()
+
+
+def normalised_classes(classes: tuple[str, ...]) -> dict[str, str]:
+    """Normalised label -> requested spelling, so `Traffic  Light` matches `traffic light`."""
+    return {_normalise(name): name for name in classes}
+
+
+def describe_entry(problem: object, entry: Entry) -> str:
+    """One problem message that points at its entry (the whole answer is in raw_output)."""
+    text = entry.text
+    # Keep both ends: a segment entry's label comes after some 200 characters of tokens.
+    excerpt = text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS // 2] + "..." + text[-EXCERPT_CHARS // 2:]
+    return f"{problem}: {excerpt!r}"
 
 
 def entry_to_box(entry: Entry, classes: dict[str, str], image_wh: tuple[int, int]) -> Box:
@@ -51,13 +64,12 @@ def parse_detections(
     Returns:
         (boxes, problems): the valid boxes, and one message per discarded entry.
     """
-    wanted = {_normalise(name): name for name in classes}
+    wanted = normalised_classes(classes)
     boxes: list[Box] = []
     problems: list[str] = []
     for entry in split_entries(text):
         try:
             boxes.append(entry_to_box(entry, wanted, image_wh))
         except ValueError as err:
-            excerpt = entry.text if len(entry.text) <= EXCERPT_CHARS else entry.text[:EXCERPT_CHARS] + "..."
-            problems.append(f"{err}: {excerpt!r}")
+            problems.append(describe_entry(err, entry))
     return boxes, problems

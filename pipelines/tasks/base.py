@@ -6,9 +6,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from pipelines.parse.text import clean_text
-from schemas.annotations import Box
+from schemas.annotations import Box, Mask
 from schemas.job import PromptOptions
+
+OutputField = Literal["boxes", "masks", "text"]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the model stage produced for one request, as the task's parser receives it."""
+
+    raw_output: str
+    prompt: str
+    image_wh: tuple[int, int]  # original image size, pixels
+    mask_logits: np.ndarray | None = None  # (n, 64, 64) decoded masks, tasks with decodes_masks only
 
 
 @dataclass(frozen=True)
@@ -16,6 +30,7 @@ class ParseResult:
     """A parsed answer: what was kept, and why anything was not (empty `problems` means clean)."""
 
     boxes: list[Box] = field(default_factory=list)
+    masks: list[Mask] = field(default_factory=list)
     text: str | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -29,20 +44,23 @@ class TaskSpec:
         build_prompts: (options, the image's own question or None) -> prompts for one image;
             one output row per prompt.
         max_new_tokens: options -> generation budget for one request.
-        parse: (raw_output, prompt, image_wh, options) -> ParseResult.
-        output_field: the LabelRow column this task fills.
+        parse: (answer, options) -> ParseResult.
+        output_fields: the LabelRow columns this task fills from its ParseResult.
         check_options: options -> a message when the options cannot serve this task, else None.
+        decodes_masks: the answers carry `<seg>` codewords that the model stage decodes into
+            masks (with the VQ-VAE decoder, which the job then requires) before parsing.
     """
 
     name: str
     build_prompts: Callable[[PromptOptions, str | None], list[str]]
     max_new_tokens: Callable[[PromptOptions], int]
-    parse: Callable[[str, str, tuple[int, int], PromptOptions], ParseResult]
-    output_field: Literal["boxes", "text"]
+    parse: Callable[[Answer, PromptOptions], ParseResult]
+    output_fields: tuple[OutputField, ...]
     check_options: Callable[[PromptOptions], str | None] = lambda options: None
+    decodes_masks: bool = False
 
 
-def parse_text_answer(raw_output: str, prompt: str, image_wh: tuple[int, int], options: PromptOptions) -> ParseResult:
+def parse_text_answer(answer: Answer, options: PromptOptions) -> ParseResult:
     """Parser shared by the free-text tasks: the cleaned text, or a problem when nothing is left."""
-    text = clean_text(raw_output, prompt)
+    text = clean_text(answer.raw_output, answer.prompt)
     return ParseResult(text=text, problems=[] if text else ["empty answer"])

@@ -8,6 +8,7 @@ from pipelines.tasks.caption import CAPTION
 from pipelines.tasks.detect import DETECT
 from pipelines.tasks.ocr import OCR
 from pipelines.tasks.question import QUESTION
+from pipelines.tasks.segment import SEGMENT
 from schemas.job import PromptOptions
 
 
@@ -18,7 +19,7 @@ def _by_name(*specs: TaskSpec) -> dict[str, TaskSpec]:
     return {spec.name: spec for spec in specs}
 
 
-TASKS: dict[str, TaskSpec] = _by_name(CAPTION, DETECT, OCR, ANSWER, QUESTION)
+TASKS: dict[str, TaskSpec] = _by_name(CAPTION, DETECT, SEGMENT, OCR, ANSWER, QUESTION)
 
 
 def get_task(name: str) -> TaskSpec:

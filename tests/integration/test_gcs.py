@@ -6,6 +6,7 @@ import pytest
 
 from pipelines.read import image_id_for
 from pipelines.run import annotate
+from pipelines.tiny_model import save_random_vae
 from schemas.job import JobConfig
 from tests.integration.conftest import read_output
 from tests.integration.corpus import write_image_tree
@@ -16,8 +17,10 @@ pytestmark = pytest.mark.integration
 def test_bucket_to_bucket(tmp_path, gcs, ray_local, tiny_model_dir):
     sizes = write_image_tree(tmp_path / "images")
     uris = gcs.upload_tree(tmp_path / "images", "labels-test", "raw/images")
+    (vae_uri,) = gcs.upload_tree(save_random_vae(tmp_path / "weights" / "vae-oid.npz").parent, "weights-test")
     summary = annotate(JobConfig(input="gs://labels-test/raw/images", output="gs://labels-test/labels/run1",
-                                 model=tiny_model_dir, tasks="detect,caption", classes="car"))
+                                 model=tiny_model_dir, tasks="segment,caption", classes="car", vae=vae_uri))
+    assert summary["vae"] == "gs://weights-test/vae-oid.npz"
 
     fs = gcs.filesystem()
     table = read_output("labels-test/labels/run1", filesystem=fs)

@@ -7,6 +7,7 @@ import pytest
 import ray
 
 from pipelines.cli import parser_for
+from pipelines.tiny_model import save_tiny_paligemma
 from schemas.job import JobConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,6 +50,10 @@ def test_list_flags_are_split():
         (["--tasks", "caption", "--model", "./no/such/model"], "model directory './no/such/model' does not exist"),
         (["--tasks", "caption", "--model", "google/paligemma2-3b-mix-448"], "hf auth login"),
         (["--tasks", "caption,caption"], "a task is listed twice"),
+        (["--tasks", "segment"], "segment needs --classes"),
+        (["--tasks", "segment", "--classes", "car", "--vae", "/no/such/vae-oid.npz"],
+         "cannot read the mask decoder file '/no/such/vae-oid.npz'"),
+        (["--tasks", "segment", "--classes", "car", "--vae", SAMPLES + "/../README.md"], "not a mask decoder .npz"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line_before_ray_starts(extra, message, tmp_path, capsys, monkeypatch,
@@ -75,3 +80,13 @@ def test_existing_output_needs_overwrite(tmp_path, capsys, tiny_model_dir):
     assert load_job().main(argv) == 2
     assert "already exists; pass --overwrite" in capsys.readouterr().err
     assert (tmp_path / "out" / "part.parquet").exists()
+
+
+def test_segment_without_a_mask_decoder_stops_before_ray_and_says_where_to_get_one(tmp_path, capsys, monkeypatch):
+    model_dir = save_tiny_paligemma(tmp_path / "model-without-vae", with_vae=False)
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray was started"))
+    argv = ["--input", SAMPLES, "--output", str(tmp_path / "out"), "--model", str(model_dir)]
+    assert load_job().main(argv + ["--tasks", "segment,detect", "--classes", "car"]) == 2
+    err = capsys.readouterr().err
+    assert "gs://big_vision/paligemma/vae-oid.npz" in err and "--vae" in err
+    assert not (tmp_path / "out").exists()

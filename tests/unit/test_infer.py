@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from pipelines.infer import OUTPUT_COLUMNS, GenerateStage
+from pipelines.mask_decoder import find_vae
+from pipelines.parse.segmentation import unpack_mask_logits
 from schemas import columns as C
 from schemas.job import PromptOptions
 
@@ -73,3 +75,34 @@ def test_prompts_of_different_lengths_batch_like_single_requests(tiny_model_dir)
     batched = GenerateStage(tiny_model_dir, None, ["answer"], options, batch_size=4)(batch)
     single = GenerateStage(tiny_model_dir, None, ["answer"], options, batch_size=1)(batch)
     assert list(batched[C.RAW_OUTPUT]) == list(single[C.RAW_OUTPUT])
+
+
+def test_segment_masks_of_a_batch_are_decoded_in_one_call(tiny_model_dir, monkeypatch):
+    stage = GenerateStage(tiny_model_dir, None, ["segment", "detect"], PromptOptions(classes=("car",)), batch_size=4,
+                          vae=find_vae(None, tiny_model_dir))
+    codes = "".join(f"<seg{c:03d}>" for c in range(16))
+    answers = iter([
+        # one generate call per task: segment (3 images), then detect
+        ["<loc0000><loc0000><loc0512><loc0512>" + codes + " car ; <loc0000><loc0000><loc0100><loc0100>" + codes
+         + " car", "<loc0000><loc0000><loc0512><loc0512><seg001> car", "<loc0000><loc0000><loc0512><loc0512>" + codes],
+        ["<loc0000><loc0000><loc0512><loc0512> car"] * 3,
+    ])
+    monkeypatch.setattr(stage, "_generate", lambda prompts, images, budget: next(answers))
+    decoder_batches = []
+    real_forward = stage.mask_decoder.forward
+    monkeypatch.setattr(stage.mask_decoder, "forward", lambda x: decoder_batches.append(len(x)) or real_forward(x))
+
+    out = stage(decoded_batch(["", "", ""]))
+    assert decoder_batches == [3]  # 2 + 0 + 1 codeword sets, one call
+    masks = [unpack_mask_logits(m) for m in out[C.MASK_LOGITS]]
+    assert [(t, len(m)) for t, m in zip(out[C.TASK], masks)] == [
+        ("segment", 2), ("segment", 0), ("segment", 1), ("detect", 0), ("detect", 0), ("detect", 0)]
+    np.testing.assert_allclose(masks[0][0], masks[2][0])  # the same codewords decode to the same mask
+
+
+def test_segment_without_a_mask_decoder_is_refused(tmp_path):
+    from pipelines.tiny_model import save_tiny_paligemma
+
+    model_dir = save_tiny_paligemma(tmp_path / "no-vae", with_vae=False)
+    with pytest.raises(ValueError, match=r"\['segment'\] need the mask decoder"):
+        GenerateStage(str(model_dir), None, ["segment"], PromptOptions(classes=("car",)), batch_size=1)

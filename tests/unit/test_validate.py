@@ -1,7 +1,9 @@
 """Generated rows -> validated LabelRows as Arrow: one row out per row in, whatever happened."""
 
+import numpy as np
 import pyarrow as pa
 
+from pipelines.parse.segmentation import pack_mask_logits
 from pipelines.validate import join_problems, label_row, to_label_table
 from schemas import LABEL_ROW_SCHEMA
 from schemas import columns as C
@@ -58,3 +60,21 @@ def test_long_problem_lists_are_cut_with_a_count():
     text = join_problems([f"problem number {i}" for i in range(1000)], limit=200)
     assert len(text) <= 200 and text.endswith("more")
     assert join_problems(["a", "b"]) == "a; b"
+
+
+def test_a_segment_answer_becomes_boxes_and_masks():
+    codes = "".join(f"<seg{c:03d}>" for c in range(16))
+    raw = "<loc0000><loc0512><loc0512><loc1000>" + codes + " car ; <loc0000><loc0000><loc0100><loc0100><seg001> car"
+    logits = -np.ones((1, 64, 64), np.float32)
+    logits[0, :32] = 1  # top half of the box
+    row = label_row(generated(**{C.TASK: "segment", C.PROMPT: "segment car", C.RAW_OUTPUT: raw,
+                                 C.MASK_LOGITS: pack_mask_logits(logits)}), OPTIONS, "m", "run")
+    assert row.status == "invalid_output" and "1 segmentation codewords" in row.error
+    assert len(row.boxes) == 2 and [m.label for m in row.masks] == ["car"]
+    pixels = row.masks[0].rle.to_binary()
+    assert pixels.shape == (100, 200) and pixels.sum() == 25 * 95  # rows 0..24, columns 100..194
+    table = to_label_table(pa.Table.from_pylist([generated(**{C.MASK_LOGITS: b""}), {
+        **generated(**{C.TASK: "segment", C.PROMPT: "segment car", C.RAW_OUTPUT: raw,
+                       C.MASK_LOGITS: pack_mask_logits(logits)})}]), OPTIONS, "m", "run")
+    assert table.schema == LABEL_ROW_SCHEMA
+    assert [len(m) for m in table.column("masks").to_pylist()] == [0, 1]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipelines.tasks.base import TaskSpec
+from pipelines.tasks.base import Answer, TaskSpec
 from pipelines.tasks.registry import TASKS, _by_name, check_tasks, get_task
 from schemas.job import PromptOptions
 
@@ -15,6 +15,7 @@ from schemas.job import PromptOptions
         ("caption", PromptOptions(caption_style="cap", lang="fr"), None, ["cap fr"]),
         ("detect", PromptOptions(classes=("car",)), None, ["detect car"]),
         ("detect", PromptOptions(classes=("car", "traffic light")), None, ["detect car ; traffic light"]),
+        ("segment", PromptOptions(classes=("car", "traffic light")), None, ["segment car ; traffic light"]),
         ("ocr", PromptOptions(), None, ["ocr"]),
         ("answer", PromptOptions(questions=("what colour?", "how many?")), None,
          ["answer en what colour?", "answer en how many?"]),
@@ -37,11 +38,17 @@ def test_prompts_never_end_with_a_newline():
             assert not prompt.endswith("\n")
 
 
-def test_detect_budget_grows_with_classes_and_is_capped():
-    detect = get_task("detect")
-    one, three = (detect.max_new_tokens(PromptOptions(classes=tuple("abc"[:n]))) for n in (1, 3))
+@pytest.mark.parametrize("task, cap", [("detect", 512), ("segment", 1024)])
+def test_location_budgets_grow_with_classes_and_are_capped(task, cap):
+    spec = get_task(task)
+    one, three = (spec.max_new_tokens(PromptOptions(classes=tuple("abc"[:n]))) for n in (1, 3))
     assert one < three
-    assert detect.max_new_tokens(PromptOptions(classes=tuple(f"c{i}" for i in range(500)))) == 512
+    assert spec.max_new_tokens(PromptOptions(classes=tuple(f"c{i}" for i in range(500)))) == cap
+
+
+def test_segment_budget_fits_three_objects_per_class():
+    # 4 loc + 16 seg + label + separator per object
+    assert get_task("segment").max_new_tokens(PromptOptions(classes=("car",))) >= 3 * (4 + 16 + 3)
 
 
 def test_text_budgets():
@@ -52,7 +59,7 @@ def test_text_budgets():
 
 
 def test_unknown_task_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="unknown task 'segmentt'.*caption, detect, ocr, answer, question"):
+    with pytest.raises(ValueError, match="unknown task 'segmentt'.*caption, detect, segment, ocr, answer, question"):
         get_task("segmentt")
 
 
@@ -60,6 +67,7 @@ def test_unknown_task_lists_the_valid_ones():
     "tasks, options, message",
     [
         (["detect"], PromptOptions(), "detect needs --classes"),
+        (["segment"], PromptOptions(), "segment needs --classes"),
         (["answer"], PromptOptions(), "answer needs --questions or --question-column"),
         (["question"], PromptOptions(), "question needs --answers"),
     ],
@@ -81,10 +89,10 @@ def test_duplicate_task_names_are_refused():
 
 
 def test_text_tasks_report_an_empty_answer():
-    result = get_task("caption").parse("  \n", "caption en", (10, 10), PromptOptions())
+    result = get_task("caption").parse(Answer("  \n", "caption en", (10, 10)), PromptOptions())
     assert result.text == "" and result.problems == ["empty answer"]
 
 
 def test_text_tasks_drop_a_prompt_echo():
-    result = get_task("caption").parse("caption en\na red car ", "caption en", (10, 10), PromptOptions())
+    result = get_task("caption").parse(Answer("caption en\na red car ", "caption en", (10, 10)), PromptOptions())
     assert result.text == "a red car" and result.problems == []
