@@ -66,7 +66,7 @@ def place_mask(
     """
     width, height = image_wh
     x0, y0, x1, y1 = box_xyxy_px_to_pixel_span(box_xyxy_px, image_wh)
-    placed = np.zeros((height, width), dtype=bool)
+    placed = np.zeros((height, width), dtype=bool, order="F")  # COCO RLE runs down columns
     if x1 > x0 and y1 > y0:
         logits = Image.fromarray(np.asarray(mask_logits, dtype=np.float32), mode="F")
         resized = np.asarray(logits.resize((x1 - x0, y1 - y0), resample=Image.Resampling.BILINEAR))

@@ -42,13 +42,30 @@ class Rle(BaseModel):
 
     @classmethod
     def from_binary(cls, mask: np.ndarray) -> Rle:
-        """Encode a (height, width) boolean or 0/1 array."""
-        encoded = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
+        """Encode a (height, width) boolean or 0/1 array (Fortran order avoids a copy)."""
+        pixels = np.asfortranarray(mask)
+        pixels = pixels.view(np.uint8) if pixels.dtype == bool else pixels.astype(np.uint8, order="F")
+        encoded = mask_utils.encode(pixels)
         return cls(size=[int(v) for v in encoded["size"]], counts=encoded["counts"].decode("ascii"))
 
     def to_binary(self) -> np.ndarray:
         """Decode to a (height, width) boolean array."""
-        return mask_utils.decode({"size": list(self.size), "counts": self.counts.encode("ascii")}).astype(bool)
+        return self._decoded().view(bool)
+
+    def area(self) -> int:
+        """Pixels in the mask, counted on the runs."""
+        return int(mask_utils.area(self._as_coco()))
+
+    def extent(self) -> tuple[int, int, int, int]:
+        """The tightest [x0, x1) x [y0, y1) holding the mask's pixels, from the runs."""
+        x, y, w, h = (int(v) for v in mask_utils.toBbox(self._as_coco()))
+        return x, y, x + w, y + h
+
+    def _as_coco(self) -> dict:
+        return {"size": list(self.size), "counts": self.counts.encode("ascii")}
+
+    def _decoded(self) -> np.ndarray:
+        return mask_utils.decode(self._as_coco())
 
     @model_validator(mode="after")
     def _decodes(self) -> Rle:
@@ -58,7 +75,7 @@ class Rle(BaseModel):
         # the decoded array is then undefined); its own encoding of the decoded mask gives the
         # same string exactly when the runs cover the image.
         try:
-            round_trip = mask_utils.encode(np.asfortranarray(self.to_binary(), dtype=np.uint8))["counts"]
+            round_trip = mask_utils.encode(self._decoded())["counts"]
         except ValueError as err:
             raise ValueError(f"RLE counts do not decode: {err}") from err
         if round_trip.decode("ascii") != self.counts:
@@ -77,11 +94,12 @@ class Mask(Box):
 
     @model_validator(mode="after")
     def _inside_box(self) -> Mask:
-        pixels = self.rle.to_binary()
-        if not pixels.any():
+        if self.rle.area() == 0:
             raise ValueError(f"mask {self.label!r} is empty")
         x0, y0, x1, y1 = self.pixel_box()
-        inside = pixels[max(0, y0):y1, max(0, x0):x1].sum()
-        if inside != pixels.sum():
-            raise ValueError(f"mask {self.label!r} has {int(pixels.sum() - inside)} pixels outside its box")
+        mx0, my0, mx1, my1 = self.rle.extent()
+        if mx0 < x0 or my0 < y0 or mx1 > x1 or my1 > y1:
+            raise ValueError(
+                f"mask {self.label!r} spans x[{mx0}, {mx1}) y[{my0}, {my1}), outside its box x[{x0}, {x1}) y[{y0}, {y1})"
+            )
         return self
