@@ -11,9 +11,10 @@ import torch
 from pipelines.decode import describe_error
 from pipelines.mask_decoder import decode_masks, load_mask_decoder
 from pipelines.model import load_model, load_processor
-from pipelines.parse.segmentation import CODES_PER_MASK, mask_codes, pack_mask_logits
+from pipelines.parse.segmentation import CODES_PER_MASK, mask_codes
 from pipelines.tasks.registry import get_task
 from schemas import columns as C
+from schemas.columns import pack_mask_logits
 from schemas.job import PromptOptions
 from schemas.rows import Status
 
@@ -87,9 +88,10 @@ class GenerateStage:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out: dict[str, list] = {name: [] for name in OUTPUT_COLUMNS}
 
-        def emit(row: int, task: str, prompt: str, raw: str, status: Status, error: str, masks: bytes = b"") -> None:
+        def emit(row: int, task: str, prompt: str, raw: str, status: Status, error: str,
+                 mask_logits: bytes = b"") -> None:
             values = (batch[C.IMAGE_ID][row], batch[C.SOURCE_URI][row], batch[C.WIDTH][row],
-                      batch[C.HEIGHT][row], task, prompt, raw, masks, status.value, error)
+                      batch[C.HEIGHT][row], task, prompt, raw, mask_logits, status.value, error)
             for name, value in zip(OUTPUT_COLUMNS, values):
                 out[name].append(value)
 
@@ -110,11 +112,17 @@ class GenerateStage:
                 chunk = requests[start:start + self.batch_size]
                 try:
                     texts = self._generate([r.prompt for r in chunk], [batch[C.PIXELS][r.row] for r in chunk], budget)
-                    masks = self._decode_masks(texts) if task.decodes_masks else [b""] * len(texts)
                 except Exception as err:  # a failed batch marks its own rows; the job goes on
                     for r in chunk:
                         emit(r.row, task.name, r.prompt, "", Status.MODEL_ERROR, describe_error(err))
                     continue
-                for r, text, packed in zip(chunk, texts, masks):
+                try:
+                    mask_logits = self._decode_masks(texts) if task.decodes_masks else [b""] * len(texts)
+                except Exception as err:  # the answers stand; only their masks are lost
+                    reason = f"mask decoder: {describe_error(err)}"
+                    for r, text in zip(chunk, texts):
+                        emit(r.row, task.name, r.prompt, text, Status.MODEL_ERROR, reason)
+                    continue
+                for r, text, packed in zip(chunk, texts, mask_logits):
                     emit(r.row, task.name, r.prompt, text, Status.OK, "", packed)
         return {name: np.array(values, dtype=object) for name, values in out.items()}

@@ -11,6 +11,7 @@ those of the file, so it loads unchanged with a strict `load_state_dict`.
 from __future__ import annotations
 
 import io
+import zipfile
 from pathlib import Path
 
 import fsspec
@@ -18,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipelines.parse.segmentation import MASK_SIZE, NUM_CODES
+from pipelines.parse.segmentation import NUM_CODES
+from schemas.columns import MASK_SIZE
 
 VAE_FILENAME = "vae-oid.npz"
 VAE_SOURCES = (
@@ -97,11 +99,12 @@ def read_npz(uri: str) -> dict[str, np.ndarray]:
     except (OSError, ValueError) as err:
         raise VaeLoadError(f"cannot read the mask decoder file {uri!r}: {err}") from err
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise ValueError("a single .npy array, not an .npz archive")
-            return {name: npz[name] for name in npz.files}
-    except (ValueError, OSError, EOFError) as err:  # pickles raise ValueError with allow_pickle=False
+        loaded = np.load(io.BytesIO(data), allow_pickle=False)  # a pickle raises ValueError here
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz archive of named arrays")
+        with loaded as npz:
+            return {name: npz[name] for name in npz.files}  # an object array raises ValueError here
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise VaeLoadError(
             f"{uri!r} is not a mask decoder .npz in big_vision's layout (pickled data is never loaded): {err}"
         ) from err
@@ -144,9 +147,11 @@ def decode_masks(decoder: MaskDecoder, codes: np.ndarray) -> np.ndarray:
 def find_vae(vae: str | None, model: str) -> str | None:
     """The mask decoder to use: `vae` when given, else `vae-oid.npz` inside a local model directory."""
     if vae:
-        return vae
+        local = Path(vae).expanduser()
+        # Absolute, so actors whose working directory differs from the driver's find it too.
+        return str(local.resolve()) if local.is_file() else vae
     beside_model = Path(model).expanduser() / VAE_FILENAME
-    return str(beside_model) if beside_model.is_file() else None
+    return str(beside_model.resolve()) if beside_model.is_file() else None
 
 
 def missing_vae_message(model: str) -> str:

@@ -7,10 +7,11 @@ import datetime
 import pyarrow as pa
 from pydantic import ValidationError
 
-from pipelines.parse.segmentation import unpack_mask_logits
+from pipelines.decode import describe_error
 from pipelines.tasks.base import Answer
 from pipelines.tasks.registry import get_task
 from schemas import columns as C
+from schemas.columns import unpack_mask_logits
 from schemas.job import PromptOptions
 from schemas.rows import LABEL_ROW_SCHEMA, LabelRow, Status
 
@@ -40,7 +41,8 @@ def label_row(generated: dict, options: PromptOptions, model_name: str, run_id: 
         # Between stages "" and 0 mean absent (see schemas.columns); the output uses nulls.
         width=generated[C.WIDTH] or None,
         height=generated[C.HEIGHT] or None,
-        raw_output=generated[C.RAW_OUTPUT] if ok else None,
+        # An empty answer is an answer; a failed row keeps text only when some was generated.
+        raw_output=generated[C.RAW_OUTPUT] if ok else (generated[C.RAW_OUTPUT] or None),
         error=generated[C.ERROR] or None,
         model=model_name,
         run_id=run_id,
@@ -49,17 +51,21 @@ def label_row(generated: dict, options: PromptOptions, model_name: str, run_id: 
     if not ok:
         return LabelRow(**base)
     task = get_task(base[C.TASK])
-    answer = Answer(
-        raw_output=base[C.RAW_OUTPUT],
-        prompt=base[C.PROMPT],
-        image_wh=(base[C.WIDTH], base[C.HEIGHT]),
-        mask_logits=unpack_mask_logits(generated[C.MASK_LOGITS]) if task.decodes_masks else None,
-    )
-    result = task.parse(answer, options)
+    context = {"classes": options.classes}
+    try:
+        answer = Answer(
+            raw_output=generated[C.RAW_OUTPUT],
+            prompt=base[C.PROMPT],
+            image_wh=(base[C.WIDTH], base[C.HEIGHT]),
+            mask_logits=unpack_mask_logits(generated[C.MASK_LOGITS]) if task.decodes_masks else None,
+        )
+        result = task.parse(answer, options)
+    except Exception as err:  # a parser bug must cost one row its annotations, not the job its rows
+        failed = {C.STATUS: Status.INVALID_OUTPUT, C.ERROR: f"could not parse: {describe_error(err)}"}
+        return LabelRow.model_validate({**base, **failed}, context=context)
     fields = {name: getattr(result, name) for name in task.output_fields}
     if result.problems:
         fields.update(status=Status.INVALID_OUTPUT, error=join_problems(result.problems))
-    context = {"classes": options.classes}
     try:
         return LabelRow.model_validate({**base, **fields}, context=context)
     except ValidationError as err:

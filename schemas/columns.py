@@ -5,6 +5,8 @@ Between stages no column is ever null: "" (strings), b"" (bytes) and 0 (sizes) s
 validate stage turns them back into nulls in the output rows.
 """
 
+import numpy as np
+
 IMAGE_ID = "image_id"
 SOURCE_URI = "source_uri"
 IMAGE_BYTES = "image_bytes"  # encoded file bytes, read -> decode
@@ -18,3 +20,14 @@ TASK = "task"
 PROMPT = "prompt"
 RAW_OUTPUT = "raw_output"
 MASK_LOGITS = "mask_logits"  # float32 (n, 64, 64) bytes per row of a mask task, generate -> validate
+MASK_SIZE = 64  # the mask decoder's output is MASK_SIZE x MASK_SIZE
+
+
+def pack_mask_logits(mask_logits: np.ndarray) -> bytes:
+    """(n, 64, 64) decoder output -> MASK_LOGITS bytes (b"" when n == 0)."""
+    return np.ascontiguousarray(mask_logits, dtype=np.float32).tobytes()
+
+
+def unpack_mask_logits(packed: bytes) -> np.ndarray:
+    """MASK_LOGITS bytes -> (n, 64, 64) float32; ValueError when they are not whole masks."""
+    return np.frombuffer(packed, dtype=np.float32).reshape(-1, MASK_SIZE, MASK_SIZE)

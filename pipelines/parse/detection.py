@@ -3,29 +3,11 @@
 from __future__ import annotations
 
 from pipelines.geometry import loc_yxyx_1024_to_box_xyxy_px
-from pipelines.parse.entries import Entry, split_entries
+from pipelines.parse.entries import Entry, describe_entry, find_class, normalised_classes, split_entries
 from schemas.annotations import Box
 
 LOCS_PER_BOX = 4
 MAX_LOC = 1023
-EXCERPT_CHARS = 80
-
-
-def _normalise(label: str) -> str:
-    return " ".join(label.split()).casefold()
-
-
-def normalised_classes(classes: tuple[str, ...]) -> dict[str, str]:
-    """Normalised label -> requested spelling, so `Traffic  Light` matches `traffic light`."""
-    return {_normalise(name): name for name in classes}
-
-
-def describe_entry(problem: object, entry: Entry) -> str:
-    """One problem message that points at its entry (the whole answer is in raw_output)."""
-    text = entry.text
-    # Keep both ends: a segment entry's label comes after some 200 characters of tokens.
-    excerpt = text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS // 2] + "..." + text[-EXCERPT_CHARS // 2:]
-    return f"{problem}: {excerpt!r}"
 
 
 def entry_to_box(entry: Entry, classes: dict[str, str], image_wh: tuple[int, int]) -> Box:
@@ -45,7 +27,7 @@ def entry_to_box(entry: Entry, classes: dict[str, str], image_wh: tuple[int, int
         raise ValueError("empty or inverted box")
     if not entry.label:
         raise ValueError("missing label")
-    label = classes.get(_normalise(entry.label))
+    label = find_class(entry.label, classes)
     if label is None:
         raise ValueError(f"unknown label {entry.label!r}")
     x0, y0, x1, y1 = loc_yxyx_1024_to_box_xyxy_px(entry.locs, image_wh)

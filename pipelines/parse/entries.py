@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 _ENTRY_SEPARATOR = re.compile(r"\s*;\s*")
 _LEADING_TOKENS = re.compile(r"\s*<(loc|seg)(\d+)>")
+EXCERPT_CHARS = 80
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,9 @@ class Entry:
 def split_entries(text: str) -> list[Entry]:
     """Split `text` on ';' and read each piece's leading loc/seg tokens and trailing label.
 
-    Tokens are read only at the start of a piece, so a label can contain anything but ';' and
-    a token that appears after the label stays in the label (and then fails label validation).
+    Tokens are read only at the start of a piece, locs before segs (spaces between tokens are
+    allowed), so a label can contain anything but ';', and a token out of that order (a loc after
+    a seg, or any token after the label) stays in the label and then fails label validation.
     """
     entries = []
     for piece in _ENTRY_SEPARATOR.split(text.strip()):
@@ -36,8 +38,30 @@ def split_entries(text: str) -> list[Entry]:
         locs: list[int] = []
         segs: list[int] = []
         position = 0
-        while match := _LEADING_TOKENS.match(piece, position):
+        while (match := _LEADING_TOKENS.match(piece, position)) and not (match.group(1) == "loc" and segs):
             (locs if match.group(1) == "loc" else segs).append(int(match.group(2)))
             position = match.end()
         entries.append(Entry(text=piece, locs=tuple(locs), segs=tuple(segs), label=piece[position:].strip()))
     return entries
+
+
+def _normalise(label: str) -> str:
+    return " ".join(label.split()).casefold()
+
+
+def normalised_classes(classes: tuple[str, ...]) -> dict[str, str]:
+    """Normalised label -> requested spelling, so `Traffic  Light` matches `traffic light`."""
+    return {_normalise(name): name for name in classes}
+
+
+def find_class(label: str, classes: dict[str, str]) -> str | None:
+    """The requested spelling of `label`, or None when it was not requested."""
+    return classes.get(_normalise(label))
+
+
+def describe_entry(problem: object, entry: Entry) -> str:
+    """One problem message that points at its entry (the whole answer is in raw_output)."""
+    text = entry.text
+    # Keep both ends: a segment entry's label comes after some 200 characters of tokens.
+    excerpt = text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS // 2] + "..." + text[-EXCERPT_CHARS // 2:]
+    return f"{problem}: {excerpt!r}"

@@ -29,7 +29,7 @@ def test_pipeline_equals_the_model_card_loop(tmp_path, ray_local, tiny_model_dir
     for name, image in images.items():
         (tmp_path / "in" / name).write_bytes(encode(image, "PNG"))
     cfg = JobConfig(input=str(tmp_path / "in"), output=str(tmp_path / "out"), model=tiny_model_dir,
-                    tasks="detect,caption,answer", classes="car,person", questions="what?|where is the cat?",
+                    tasks="detect,segment,caption,answer", classes="car,person", questions="what?|where is the cat?",
                     batch_size=3)
     annotate(cfg)
     pipeline = {(r["source_uri"].rsplit("/", 1)[1], r["prompt"]): r["raw_output"]
@@ -49,5 +49,5 @@ def test_pipeline_equals_the_model_card_loop(tmp_path, ray_local, tiny_model_dir
                                          do_sample=False)
                 direct[(name, prompt)] = processor.decode(out[0, inputs["input_ids"].shape[1]:],
                                                           skip_special_tokens=True)
-    assert len(direct) == 4 * 4
+    assert len(direct) == 4 * 5
     assert pipeline == direct

@@ -8,7 +8,7 @@ import pytest
 from pipelines.geometry import place_mask
 from pipelines.mask_decoder import decode_masks, load_mask_decoder
 from pipelines.run import annotate
-from pipelines.tiny_model import save_scripted_paligemma
+from pipelines.tiny_model import random_vae_arrays, save_scripted_paligemma
 from schemas import LabelRow
 from schemas.job import JobConfig
 from tests.integration.conftest import read_output
@@ -57,3 +57,24 @@ def test_masks_land_on_the_original_image(tmp_path, ray_local, scripted_model_di
                               (width, height))
         np.testing.assert_array_equal(pixels, expected)
         assert 0 < pixels.sum() < (box["x_max"] - box["x_min"] + 1) * (box["y_max"] - box["y_min"] + 1)
+
+
+def test_a_mask_covering_its_box_fills_the_rounded_box(tmp_path, ray_local, scripted_model_dir):
+    # A decoder whose last layer outputs +1 everywhere: every mask is its whole box, so the
+    # expected pixels follow from the box alone, worked out here by hand.
+    arrays = random_vae_arrays()
+    arrays["decoder.12.weight"][:] = 0
+    arrays["decoder.12.bias"][:] = 1
+    np.savez(tmp_path / "full-box-vae.npz", **arrays)
+    cfg = JobConfig(input=SAMPLES, output=str(tmp_path / "out"), model=scripted_model_dir, tasks="segment",
+                    classes="car", vae=str(tmp_path / "full-box-vae.npz"))
+    annotate(cfg)
+    rows = read_output(cfg.output).to_pylist()
+    assert len(rows) == 5
+    for row in rows:
+        width, height = row["width"], row["height"]
+        pixels = LabelRow.model_validate(row).masks[0].rle.to_binary()
+        rows_set, cols_set = np.nonzero(pixels)
+        assert (rows_set.min(), rows_set.max() + 1) == (round(100 / 1024 * height), round(700 / 1024 * height))
+        assert (cols_set.min(), cols_set.max() + 1) == (round(200 / 1024 * width), round(900 / 1024 * width))
+        assert pixels.sum() == (rows_set.max() + 1 - rows_set.min()) * (cols_set.max() + 1 - cols_set.min())

@@ -5,8 +5,8 @@ import pytest
 
 from pipelines.infer import OUTPUT_COLUMNS, GenerateStage
 from pipelines.mask_decoder import find_vae
-from pipelines.parse.segmentation import unpack_mask_logits
 from schemas import columns as C
+from schemas.columns import unpack_mask_logits
 from schemas.job import PromptOptions
 
 
@@ -106,3 +106,19 @@ def test_segment_without_a_mask_decoder_is_refused(tmp_path):
     model_dir = save_tiny_paligemma(tmp_path / "no-vae", with_vae=False)
     with pytest.raises(ValueError, match=r"\['segment'\] need the mask decoder"):
         GenerateStage(str(model_dir), None, ["segment"], PromptOptions(classes=("car",)), batch_size=1)
+
+
+def test_a_failing_mask_decoder_keeps_the_answers(tiny_model_dir, monkeypatch):
+    stage = GenerateStage(tiny_model_dir, None, ["segment"], PromptOptions(classes=("car",)), batch_size=4,
+                          vae=find_vae(None, tiny_model_dir))
+
+    def out_of_memory(codes):
+        raise RuntimeError("CUDA out of memory (injected)")
+
+    monkeypatch.setattr(stage.mask_decoder, "forward", out_of_memory)
+    answer = "<loc0000><loc0000><loc0512><loc0512>" + "".join(f"<seg{c:03d}>" for c in range(16)) + " car"
+    monkeypatch.setattr(stage, "_generate", lambda prompts, images, budget: [answer] * len(prompts))
+    out = stage(decoded_batch(["", ""]))
+    assert list(out[C.STATUS]) == ["model_error"] * 2
+    assert list(out[C.ERROR]) == ["mask decoder: RuntimeError: CUDA out of memory (injected)"] * 2
+    assert list(out[C.RAW_OUTPUT]) == [answer] * 2

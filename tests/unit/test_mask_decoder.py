@@ -80,6 +80,19 @@ def test_an_npz_holding_a_pickled_object_array_is_refused(tmp_path):
         load_mask_decoder(str(path))
 
 
+@pytest.mark.parametrize("content", ["npy", "truncated"])
+def test_a_single_array_or_a_truncated_archive_is_refused(tmp_path, content):
+    path = tmp_path / "vae-oid.npz"
+    if content == "npy":
+        np.save(tmp_path / "one.npy", np.zeros((128, 8), np.float32))
+        path.write_bytes((tmp_path / "one.npy").read_bytes())
+    else:
+        save_random_vae(path)
+        path.write_bytes(path.read_bytes()[:100_000])
+    with pytest.raises(VaeLoadError, match="not a mask decoder .npz"):
+        load_mask_decoder(str(path))
+
+
 def test_missing_and_misshapen_arrays_are_named(tmp_path):
     weights = random_vae_arrays(8, 0)
     del weights["decoder.3.net.2.weight"]
@@ -98,10 +111,12 @@ def test_a_missing_file_says_so(tmp_path):
         load_mask_decoder(str(tmp_path / "nope.npz"))
 
 
-def test_the_decoder_is_found_beside_a_local_model(tmp_path):
+def test_the_decoder_is_found_beside_a_local_model(tmp_path, monkeypatch):
     assert find_vae("gs://bucket/vae.npz", str(tmp_path)) == "gs://bucket/vae.npz"
     assert find_vae(None, str(tmp_path)) is None
     save_random_vae(tmp_path / "vae-oid.npz")
     assert find_vae(None, str(tmp_path)) == str(tmp_path / "vae-oid.npz")
+    monkeypatch.chdir(tmp_path)
+    assert find_vae("vae-oid.npz", "m") == str(tmp_path / "vae-oid.npz")  # absolute, for the actors
     assert find_vae(None, "google/paligemma2-3b-mix-448") is None
     assert "gs://big_vision/paligemma/vae-oid.npz" in missing_vae_message("google/paligemma2-3b-mix-448")

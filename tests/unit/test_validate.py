@@ -3,10 +3,10 @@
 import numpy as np
 import pyarrow as pa
 
-from pipelines.parse.segmentation import pack_mask_logits
 from pipelines.validate import join_problems, label_row, to_label_table
 from schemas import LABEL_ROW_SCHEMA
 from schemas import columns as C
+from schemas.columns import pack_mask_logits
 from schemas.job import PromptOptions
 
 OPTIONS = PromptOptions(classes=("car",))
@@ -78,3 +78,18 @@ def test_a_segment_answer_becomes_boxes_and_masks():
                        C.MASK_LOGITS: pack_mask_logits(logits)})}]), OPTIONS, "m", "run")
     assert table.schema == LABEL_ROW_SCHEMA
     assert [len(m) for m in table.column("masks").to_pylist()] == [0, 1]
+
+
+def test_broken_mask_transport_costs_one_row_its_annotations_not_the_job():
+    raw = "<loc0000><loc0000><loc0512><loc0512>" + "".join(f"<seg{c:03d}>" for c in range(16)) + " car"
+    for broken in (b"123", None):
+        row = label_row(generated(**{C.TASK: "segment", C.PROMPT: "segment car", C.RAW_OUTPUT: raw,
+                                     C.MASK_LOGITS: broken}), OPTIONS, "m", "run")
+        assert row.status == "invalid_output" and row.error.startswith("could not parse: ")
+        assert row.raw_output == raw and row.masks == []
+
+
+def test_a_failed_row_keeps_the_text_that_was_generated():
+    row = label_row(generated(**{C.STATUS: "model_error", C.ERROR: "mask decoder: RuntimeError: oom"}),
+                    OPTIONS, "m", "run")
+    assert row.status == "model_error" and row.raw_output.endswith(" car") and row.boxes == []

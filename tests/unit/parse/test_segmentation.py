@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from pipelines.parse.segmentation import mask_codes, pack_mask_logits, parse_segments, unpack_mask_logits
+from pipelines.parse.segmentation import mask_codes, parse_segments
+from schemas.columns import pack_mask_logits, unpack_mask_logits
 
 CLASSES = ("car", "person")
 CODES = tuple(range(0, 128, 8))  # 16 codewords
@@ -108,10 +109,26 @@ def test_unrequested_labels_and_bad_boxes_are_reported():
     assert problems[0].startswith("unknown label 'bus'") and problems[1].startswith("empty or inverted box")
 
 
-def test_the_mask_count_must_match_the_codeword_sets():
-    with pytest.raises(ValueError, match="1 decoded masks for 2 codeword sets"):
-        parse_segments(loc(0, 0, 9, 9) + seg(*CODES) + " car ; " + loc(0, 0, 9, 9) + seg(*CODES) + " car",
-                       CLASSES, (64, 64), full(1))
+def test_masks_that_do_not_match_the_codeword_sets_are_not_trusted():
+    text = loc(0, 0, 512, 512) + seg(*CODES) + " car ; " + loc(0, 0, 512, 512) + seg(*CODES) + " person"
+    boxes, masks, problems = parse_segments(text, CLASSES, (64, 64), full(1))
+    assert [b.label for b in boxes] == ["car", "person"] and masks == []
+    assert problems == ["1 decoded masks for 2 codeword sets, no mask kept"]
+
+
+def test_a_loc_after_the_codewords_is_not_part_of_the_box():
+    # locs come first, then codewords: anything out of that order stays in the label
+    text = loc(0) + seg(1) + loc(0, 512, 512) + seg(*CODES[:15]) + " car"
+    assert mask_codes(text) == []
+    boxes, masks, problems = parse_segments(text, CLASSES, (64, 64), full(0))
+    assert boxes == [] and masks == [] and reasons(problems) == ["1 location tokens, expected 4"]
+
+
+def test_a_box_under_a_pixel_gets_no_mask():
+    text = loc(0, 0, 1, 1) + seg(*CODES) + " car"  # 1/1024 of a 64-pixel image
+    boxes, masks, problems = parse_segments(text, CLASSES, (64, 64), full(1))
+    assert len(boxes) == 1 and masks == []
+    assert reasons(problems) == ["box covers no whole pixel, box kept without a mask"]
 
 
 def test_mask_logits_survive_transport():
