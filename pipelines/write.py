@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import fsspec
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import ray.data
@@ -36,12 +37,19 @@ def write_annotations(ds: ray.data.Dataset, filesystem: fsspec.AbstractFileSyste
     )
 
 
+def _annotations(filesystem: fsspec.AbstractFileSystem, path: str) -> pads.Dataset:
+    return pads.dataset(path, filesystem=arrow_filesystem(filesystem), format="parquet", partitioning="hive")
+
+
+def read_annotations(uri: str, columns: list[str] | None = None) -> pa.Table:
+    """A written annotation dataset (local or object storage) as one table, `task` included."""
+    filesystem, path = fsspec.core.url_to_fs(uri)
+    return _annotations(filesystem, path).to_table(columns=columns)
+
+
 def summarize(filesystem: fsspec.AbstractFileSystem, path: str) -> dict:
     """Counts read back from what was written: rows per task and status, distinct images."""
-    dataset = pads.dataset(
-        path, filesystem=arrow_filesystem(filesystem), format="parquet", partitioning="hive"
-    )
-    table = dataset.to_table(columns=["task", "status", "image_id"])
+    table = _annotations(filesystem, path).to_table(columns=["task", "status", "image_id"])
     counts = table.group_by(["task", "status"]).aggregate([("image_id", "count")])
     rows: dict[str, dict[str, int]] = {}
     for task, status, count in zip(*(counts.column(c).to_pylist() for c in ("task", "status", "image_id_count"))):

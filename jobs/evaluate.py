@@ -1,0 +1,42 @@
+"""Score a dataset written by jobs/annotate.py against COCO-format ground truth.
+
+Prints a table and writes the full report as JSON: COCO mAP@[.5:.95] and mAP@.5 with AP per
+class for `detect` boxes and `segment` boxes and masks (pycocotools), caption exact match and word
+accuracy, and rows per task and status. Rows join ground-truth images on the file name their
+`source_uri` ends with.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import fsspec
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from pipelines.evaluate import evaluate_rows, format_report  # noqa: E402
+from pipelines.write import read_annotations  # noqa: E402
+
+COLUMNS = ["source_uri", "task", "status", "boxes", "masks", "text"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--predictions", required=True, help="The annotation dataset (directory or URI).")
+    parser.add_argument("--ground-truth", required=True, help="COCO-format JSON, e.g. from jobs/make_shapes.py.")
+    parser.add_argument("--output", help="Where to write the JSON report (default: print only).")
+    args = parser.parse_args(argv)
+
+    with fsspec.open(args.ground_truth, "r") as f:
+        ground_truth = json.load(f)
+    report = evaluate_rows(read_annotations(args.predictions, COLUMNS).to_pylist(), ground_truth)
+    print(format_report(report))
+    if args.output:
+        with fsspec.open(args.output, "w") as f:
+            json.dump(report, f, indent=2, sort_keys=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

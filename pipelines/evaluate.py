@@ -1,0 +1,151 @@
+"""Score an annotation dataset against COCO-format ground truth: COCO mAP for boxes and masks
+(pycocotools), caption exact match and word accuracy, and row counts per task and status.
+
+Rows and ground-truth images are joined on the image's file name, the last part of the row's
+`source_uri` (`.../a.png`, `shard.tar#a.png`, or a Parquet URI column holding `a.png`), so the
+same ground truth scores a run wherever its images were stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import io
+import re
+from collections import Counter, defaultdict
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+UNSCORED = 1.0  # rows carry no confidence yet; COCOeval needs one to rank detections
+
+
+def name_of(source_uri: str) -> str:
+    """The file name a row's source URI ends with: after the last '/' and any '#'."""
+    return re.split(r"[/#]", source_uri)[-1]
+
+
+def _ground_truth_index(ground_truth: dict) -> COCO:
+    coco = COCO()
+    coco.dataset = ground_truth
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        coco.createIndex()
+    return coco
+
+
+def coco_results(rows: list[dict], field: str, image_ids: dict[str, int], category_ids: dict[str, int]) -> list[dict]:
+    """The `boxes` or `masks` of rows as COCO result records (bbox [x, y, w, h] or RLE)."""
+    results = []
+    for row in rows:
+        image_id = image_ids.get(name_of(row["source_uri"]))
+        for item in row[field] or []:
+            if image_id is None or item["label"] not in category_ids:
+                continue
+            record = {"image_id": image_id, "category_id": category_ids[item["label"]],
+                      "score": UNSCORED if item["score"] is None else item["score"]}
+            if field == "masks":
+                record["segmentation"] = {"size": list(item["rle"]["size"]), "counts": item["rle"]["counts"]}
+            else:
+                record["bbox"] = [item["x_min"], item["y_min"], item["x_max"] - item["x_min"],
+                                  item["y_max"] - item["y_min"]]
+            results.append(record)
+    return results
+
+
+def coco_average_precision(ground_truth: COCO, results: list[dict], iou_type: str) -> dict:
+    """mAP@[.5:.95], mAP@.5 and AP per class over every ground-truth image."""
+    names = {c["id"]: c["name"] for c in ground_truth.dataset["categories"]}
+    if not results:
+        return {"mAP": 0.0, "mAP_50": 0.0, "per_class_AP": dict.fromkeys(names.values(), 0.0), "predictions": 0}
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluator = COCOeval(ground_truth, ground_truth.loadRes(results), iou_type)
+        evaluator.params.imgIds = sorted(ground_truth.getImgIds())  # images without predictions count
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    # precision: [IoU threshold, recall, category, area range (0 = all), max detections (-1 = 100)]
+    precision = evaluator.eval["precision"][:, :, :, 0, -1]
+    per_class = {}
+    for k, category_id in enumerate(evaluator.params.catIds):
+        values = precision[:, :, k]
+        per_class[names[category_id]] = float(values[values > -1].mean()) if (values > -1).any() else None
+    return {"mAP": float(evaluator.stats[0]), "mAP_50": float(evaluator.stats[1]), "per_class_AP": per_class,
+            "predictions": len(results)}
+
+
+def normalise_caption(text: str | None) -> list[str]:
+    """Words of a caption, lower-cased, without punctuation at the ends."""
+    return (text or "").casefold().strip(" .!").split()
+
+
+def word_accuracy(predicted: list[str], expected: list[str]) -> float:
+    """Words matched in order (difflib), over the longer of the two: 1.0 only for the same words."""
+    if not predicted and not expected:
+        return 1.0
+    matched = sum(block.size for block in difflib.SequenceMatcher(a=predicted, b=expected).get_matching_blocks())
+    return matched / max(len(predicted), len(expected))
+
+
+def caption_scores(rows: list[dict], captions: dict[int, str], image_ids: dict[str, int]) -> dict:
+    """Exact match and mean word accuracy over ground-truth captions; a missing row scores 0."""
+    predicted = {image_ids[name_of(r["source_uri"])]: r["text"] for r in rows if name_of(r["source_uri"]) in image_ids}
+    exact, words = [], []
+    for image_id, caption in captions.items():
+        guess, truth = normalise_caption(predicted.get(image_id)), normalise_caption(caption)
+        exact.append(guess == truth)
+        words.append(word_accuracy(guess, truth))
+    return {"exact_match": float(np.mean(exact)) if exact else None,
+            "word_accuracy": float(np.mean(words)) if words else None, "captions": len(captions)}
+
+
+def evaluate_rows(rows: list[dict], ground_truth: dict) -> dict:
+    """The full report for annotation rows (dicts with LabelRow's columns) against COCO ground truth."""
+    coco = _ground_truth_index(ground_truth)
+    image_ids = {image["file_name"]: image["id"] for image in ground_truth["images"]}
+    category_ids = {category["name"]: category["id"] for category in ground_truth["categories"]}
+    by_task: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_task[row["task"]].append(row)
+
+    report: dict = {
+        "images": len(image_ids),
+        "rows": len(rows),
+        "rows_per_task_and_status": {task: dict(Counter(r["status"] for r in task_rows))
+                                     for task, task_rows in sorted(by_task.items())},
+        "unknown_images": len({name_of(r["source_uri"]) for r in rows} - set(image_ids)),
+    }
+    for task, task_rows in sorted(by_task.items()):
+        seen = {name_of(r["source_uri"]) for r in task_rows}
+        report.setdefault("missing_images", {})[task] = len(set(image_ids) - seen)
+    if by_task.get("detect"):
+        report["detect"] = coco_average_precision(
+            coco, coco_results(by_task["detect"], "boxes", image_ids, category_ids), "bbox")
+    if by_task.get("segment"):
+        report["segment_boxes"] = coco_average_precision(
+            coco, coco_results(by_task["segment"], "boxes", image_ids, category_ids), "bbox")
+        report["segment_masks"] = coco_average_precision(
+            coco, coco_results(by_task["segment"], "masks", image_ids, category_ids), "segm")
+    if by_task.get("caption"):
+        captions = {c["image_id"]: c["caption"] for c in ground_truth.get("captions", [])}
+        report["caption"] = caption_scores(by_task["caption"], captions, image_ids)
+    return report
+
+
+def format_report(report: dict) -> str:
+    """A plain-text table of the headline numbers."""
+    lines = [f"{report['rows']} rows for {report['images']} ground-truth images"]
+    for task, counts in report["rows_per_task_and_status"].items():
+        status = " ".join(f"{name}={n}" for name, n in sorted(counts.items()))
+        lines.append(f"  {task:<10} {status}  (missing images: {report['missing_images'][task]})")
+    for key in ("detect", "segment_boxes", "segment_masks"):
+        if key in report:
+            scores = report[key]
+            per_class = ", ".join(f"{name} {ap:.3f}" if ap is not None else f"{name} -"
+                                  for name, ap in scores["per_class_AP"].items())
+            lines.append(f"{key:<14} mAP@[.5:.95] {scores['mAP']:.3f}  mAP@.5 {scores['mAP_50']:.3f}  [{per_class}]")
+    if report.get("caption", {}).get("captions"):
+        caption = report["caption"]
+        lines.append(f"{'caption':<14} exact match {caption['exact_match']:.3f}  "
+                     f"word accuracy {caption['word_accuracy']:.3f}  ({caption['captions']} captions)")
+    return "\n".join(lines)
