@@ -1,0 +1,30 @@
+"""Synthetic shapes -> the pipeline -> jobs/evaluate.py: every shard format joins its ground truth."""
+
+import json
+
+import pytest
+
+from pipelines.evaluate import evaluate_rows
+from pipelines.run import annotate
+from pipelines.shapes import write_shapes
+from pipelines.write import read_annotations
+from schemas.job import JobConfig
+
+pytestmark = pytest.mark.integration
+
+LAYOUT = {"images": "images", "webdataset": "shards", "parquet": "parquet"}
+
+
+@pytest.mark.parametrize("fmt", ["webdataset", "parquet"])
+def test_every_ground_truth_image_is_scored(tmp_path, ray_local, tiny_model_dir, fmt):
+    write_shapes(str(tmp_path / "shapes"), count=6, seed=7, fmt=fmt, shard_size=4)
+    extra = {"uri_column": "uri"} if fmt == "parquet" else {}
+    cfg = JobConfig(input=str(tmp_path / "shapes" / LAYOUT[fmt]), output=str(tmp_path / "out"), model=tiny_model_dir,
+                    tasks="detect,caption", classes="circle,square,triangle", batch_size=4, **extra)
+    annotate(cfg)
+    ground_truth = json.loads((tmp_path / "shapes" / "ground_truth.json").read_text())
+    report = evaluate_rows(read_annotations(cfg.output).to_pylist(), ground_truth)
+    assert report["images"] == 6 and report["rows"] == 12 and report["unknown_images"] == 0
+    assert report["missing_images"] == {"caption": 0, "detect": 0}
+    # a random model scores nothing, but every caption and image was looked at
+    assert report["caption"]["captions"] == 6 and 0 <= report["detect"]["mAP_50"] <= 1
