@@ -58,5 +58,6 @@ def test_parquet_columns_named_by_flags_must_exist(tmp_path):
     plan = resolve_inputs(str(tmp_path))
     ok = JobConfig(input=str(tmp_path), output="o", tasks="ocr", image_column="img", id_column="key")
     check_parquet_columns(plan, ok)
-    with pytest.raises(InputError, match=r"no column --image-column 'image', --uri-column 'uri'; its columns are img, key"):
+    message = r"no column --image-column 'image', --uri-column 'uri'; its columns are img, key"
+    with pytest.raises(InputError, match=message):
         check_parquet_columns(plan, ok.model_copy(update={"image_column": "image", "uri_column": "uri"}))
