@@ -39,8 +39,10 @@ def coco_results(rows: list[dict], field: str, image_ids: dict[str, int], catego
     results = []
     for row in rows:
         image_id = image_ids.get(name_of(row["source_uri"]))
+        if image_id is None:
+            continue
         for item in row[field] or []:
-            if image_id is None or item["label"] not in category_ids:
+            if item["label"] not in category_ids:
                 continue
             record = {"image_id": image_id, "category_id": category_ids[item["label"]],
                       "score": UNSCORED if item["score"] is None else item["score"]}
@@ -89,7 +91,8 @@ def word_accuracy(predicted: list[str], expected: list[str]) -> float:
 
 def caption_scores(rows: list[dict], captions: dict[int, str], image_ids: dict[str, int]) -> dict:
     """Exact match and mean word accuracy over ground-truth captions; a missing row scores 0."""
-    predicted = {image_ids[name_of(r["source_uri"])]: r["text"] for r in rows if name_of(r["source_uri"]) in image_ids}
+    texts = {name_of(r["source_uri"]): r["text"] for r in rows}
+    predicted = {image_ids[name]: text for name, text in texts.items() if name in image_ids}
     exact, words = [], []
     for image_id, caption in captions.items():
         guess, truth = normalise_caption(predicted.get(image_id)), normalise_caption(caption)

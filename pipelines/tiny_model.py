@@ -139,14 +139,9 @@ def script_answer(model: PaliGemmaForConditionalGeneration, processor: PaliGemma
 
 def save_scripted_paligemma(output_dir: str | Path, answer: str, with_vae: bool = True, seed: int = 0) -> Path:
     """Save a tiny PaliGemma that answers `answer` to everything (see `script_answer`)."""
-    output_dir = Path(output_dir)
     model, processor = build_tiny_paligemma(seed=seed, tie_word_embeddings=False)
     script_answer(model, processor, answer)
-    model.save_pretrained(output_dir, safe_serialization=True)
-    processor.save_pretrained(output_dir)
-    if with_vae:
-        save_random_vae(output_dir / VAE_FILENAME, seed=seed)
-    return output_dir
+    return _save_checkpoint(model, processor, output_dir, with_vae, seed)
 
 
 def random_vae_arrays(embedding_dim: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
@@ -179,10 +174,15 @@ def save_random_vae(path: str | Path, embedding_dim: int = 8, seed: int = 0) -> 
 def save_tiny_paligemma(output_dir: str | Path, with_vae: bool = True, **kwargs) -> Path:
     """Build the tiny model and save weights (safetensors) and processor files to `output_dir`,
     with a random mask decoder beside them as `vae-oid.npz` (found there by `--tasks segment`)."""
-    output_dir = Path(output_dir)
     model, processor = build_tiny_paligemma(**kwargs)
+    return _save_checkpoint(model, processor, output_dir, with_vae, kwargs.get("seed", 0))
+
+
+def _save_checkpoint(model, processor, output_dir: str | Path, with_vae: bool, seed: int) -> Path:
+    """Weights (safetensors) and processor files, plus a random `vae-oid.npz` when asked."""
+    output_dir = Path(output_dir)
     model.save_pretrained(output_dir, safe_serialization=True)
     processor.save_pretrained(output_dir)
     if with_vae:
-        save_random_vae(output_dir / VAE_FILENAME, seed=kwargs.get("seed", 0))
+        save_random_vae(output_dir / VAE_FILENAME, seed=seed)
     return output_dir
