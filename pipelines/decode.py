@@ -33,9 +33,13 @@ def decode_image(data: bytes, size: int, resample: int) -> tuple[np.ndarray, tup
             rgba = image.convert("RGBA")
             image = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             image.alpha_composite(rgba)
-        # The model squashes the image to a square (no letterbox), as PaliGemma was trained.
-        pixels = image.convert("RGB").resize((size, size), resample=resample)
-        return np.asarray(pixels, dtype=np.uint8), image_wh
+        return to_model_pixels(image, size, resample), image_wh
+
+
+def to_model_pixels(image: Image.Image, size: int, resample: int) -> np.ndarray:
+    """RGB uint8 (size, size, 3): the image squashed to a square (no letterbox), as PaliGemma was
+    trained. Training on synthetic images goes through here too, so it sees what the pipeline sees."""
+    return np.asarray(image.convert("RGB").resize((size, size), resample=resample), dtype=np.uint8)
 
 
 def decode_batch(batch: dict[str, np.ndarray], size: int, resample: int) -> dict[str, np.ndarray]:

@@ -35,7 +35,7 @@ class VaeLoadError(RuntimeError):
     """The mask decoder file is missing or not in the published layout; the message says why."""
 
 
-class _ResBlock(nn.Module):
+class ResBlock(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.net = nn.Sequential(
@@ -66,8 +66,8 @@ class MaskDecoder(nn.Module):
         self.decoder = nn.Sequential(
             nn.Conv2d(embedding_dim, 128, 1),
             nn.ReLU(),
-            _ResBlock(128),
-            _ResBlock(128),
+            ResBlock(128),
+            ResBlock(128),
             _upsample(128, 128),
             nn.ReLU(),
             _upsample(128, 64),

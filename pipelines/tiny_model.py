@@ -9,12 +9,14 @@ Its outputs are noise: it proves plumbing, not quality.
 
 from __future__ import annotations
 
+import json
 import string
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import (
     GemmaTokenizer,
     PaliGemmaConfig,
@@ -29,13 +31,32 @@ from pipelines.mask_decoder import VAE_FILENAME, MaskDecoder
 _SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>"]
 
 
-def build_tiny_tokenizer() -> GemmaTokenizer:
-    """A character-level Gemma-style tokenizer with byte fallback, so no text maps to <unk>."""
+def build_tiny_tokenizer(corpus: Sequence[str] = ()) -> GemmaTokenizer:
+    """A Gemma-style tokenizer with byte fallback, so no text maps to <unk>.
+
+    Without a corpus it is character-level. With one, BPE merges are learnt from it inside words
+    (a word starts at a space, written "▁" as in Gemma), so the corpus's words become single
+    tokens like Gemma's "▁circle"; any other text still falls back to characters and bytes.
+    """
     chars = ["\n", "\u2581"] + list(string.ascii_letters + string.digits + string.punctuation)
     byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
     vocab = {tok: i for i, tok in enumerate(_SPECIAL_TOKENS + chars + byte_tokens)}
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    merges: list[tuple[str, str]] = []
+    if corpus:
+        learner = Tokenizer(models.BPE(unk_token="<unk>"))
+        learner.normalizer = normalizers.Replace(" ", "\u2581")
+        learner.pre_tokenizer = pre_tokenizers.Split("\u2581", behavior="merged_with_next")
+        trainer = trainers.BpeTrainer(vocab_size=len(vocab) + 4096, min_frequency=2, initial_alphabet=chars,
+                                      limit_alphabet=len(chars), show_progress=False)
+        learner.train_from_iterator(corpus, trainer)
+        learnt = json.loads(learner.to_str())["model"]
+        merges = [tuple(pair) for pair in learnt["merges"]]
+        for left, right in merges:
+            vocab.setdefault(left + right, len(vocab))
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True))
     backend.normalizer = normalizers.Replace(" ", "\u2581")
+    if corpus:
+        backend.pre_tokenizer = pre_tokenizers.Split("\u2581", behavior="merged_with_next")
     backend.decoder = decoders.Sequence(
         [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()]
     )
@@ -45,7 +66,13 @@ def build_tiny_tokenizer() -> GemmaTokenizer:
 
 
 def build_tiny_paligemma(
-    image_size: int = 32, patch_size: int = 8, seed: int = 0, tie_word_embeddings: bool = True
+    image_size: int = 32,
+    patch_size: int = 8,
+    seed: int = 0,
+    tie_word_embeddings: bool = True,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    corpus: Sequence[str] = (),
 ) -> tuple[PaliGemmaForConditionalGeneration, PaliGemmaProcessor]:
     """Build a PaliGemma 2 flavoured model (gemma2 text config) and its processor.
 
@@ -54,6 +81,9 @@ def build_tiny_paligemma(
         patch_size: SigLIP patch size; the model sees (image_size / patch_size) ** 2 image tokens.
         seed: torch seed for the random weights, so two builds are identical.
         tie_word_embeddings: share the input embedding with the output head, as PaliGemma does.
+        hidden_size: width of both towers (4 heads; MLPs twice as wide).
+        num_layers: depth of each tower.
+        corpus: texts to learn word tokens from (see `build_tiny_tokenizer`).
     """
     num_image_tokens = (image_size // patch_size) ** 2
     image_processor = SiglipImageProcessor(
@@ -63,19 +93,19 @@ def build_tiny_paligemma(
         resample=3,  # bicubic, as in the released PaliGemma preprocessor configs
         image_seq_length=num_image_tokens,
     )
-    processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=build_tiny_tokenizer())
+    processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=build_tiny_tokenizer(corpus))
     # The embedding must cover <image> and every loc/seg id; PaliGemma pads it to a multiple of 64.
     vocab_size = ((len(processor.tokenizer) + 63) // 64) * 64
     text_config = dict(
         model_type="gemma2",
         vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
-        head_dim=8,
-        query_pre_attn_scalar=8,
+        head_dim=hidden_size // 4,
+        query_pre_attn_scalar=hidden_size // 4,
         sliding_window=4096,
         hidden_activation="gelu_pytorch_tanh",
         pad_token_id=0,
@@ -87,9 +117,9 @@ def build_tiny_paligemma(
         model_type="siglip_vision_model",
         image_size=image_size,
         patch_size=patch_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
         num_attention_heads=4,
         vision_use_head=False,
     )
@@ -97,7 +127,7 @@ def build_tiny_paligemma(
         text_config=text_config,
         vision_config=vision_config,
         image_token_index=processor.image_token_id,
-        projection_dim=32,
+        projection_dim=hidden_size,
         tie_word_embeddings=tie_word_embeddings,
         pad_token_id=0,
         bos_token_id=2,
