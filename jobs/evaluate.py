@@ -15,7 +15,7 @@ import fsspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from pipelines.evaluate import evaluate_rows, format_report  # noqa: E402
+from pipelines.evaluate import evaluate_rows, format_report, format_side_by_side, side_by_side  # noqa: E402
 from pipelines.write import read_annotations  # noqa: E402
 
 COLUMNS = ["source_uri", "task", "status", "boxes", "masks", "text"]
@@ -26,11 +26,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--predictions", required=True, help="The annotation dataset (directory or URI).")
     parser.add_argument("--ground-truth", required=True, help="COCO-format JSON, e.g. from jobs/make_shapes.py.")
     parser.add_argument("--output", help="Where to write the JSON report (default: print only).")
+    parser.add_argument("--show", type=int, default=0, metavar="N",
+                        help="Also print the predictions of the first N images next to their ground truth.")
     args = parser.parse_args(argv)
 
     with fsspec.open(args.ground_truth, "r") as f:
         ground_truth = json.load(f)
-    report = evaluate_rows(read_annotations(args.predictions, COLUMNS).to_pylist(), ground_truth)
+    rows = read_annotations(args.predictions, COLUMNS).to_pylist()
+    report = evaluate_rows(rows, ground_truth)
+    if args.show:
+        print(format_side_by_side(side_by_side(rows, ground_truth, args.show)) + "\n")
     print(format_report(report))
     if args.output:
         with fsspec.open(args.output, "w") as f:

@@ -15,6 +15,7 @@ import re
 from collections import Counter, defaultdict
 
 import numpy as np
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -152,3 +153,48 @@ def format_report(report: dict) -> str:
         lines.append(f"{'caption':<14} exact match {caption['exact_match']:.3f}  "
                      f"word accuracy {caption['word_accuracy']:.3f}  ({caption['captions']} captions)")
     return "\n".join(lines)
+
+
+def side_by_side(rows: list[dict], ground_truth: dict, limit: int) -> list[dict]:
+    """Predictions next to the truth for the first `limit` images (by file name): per detect or
+    segment box, the ground-truth box of the same label it overlaps most and their IoU; per
+    caption, the true caption. For reading a run by eye; the scores above are the measurement."""
+    truth = _ground_truth_index(ground_truth)
+    image_ids = {image["file_name"]: image["id"] for image in ground_truth["images"]}
+    names = {c["id"]: c["name"] for c in ground_truth["categories"]}
+    captions = {c["image_id"]: c["caption"] for c in ground_truth.get("captions", [])}
+    shown = sorted({name_of(r["source_uri"]) for r in rows} & set(image_ids))[:limit]
+    lines = []
+    for row in sorted(rows, key=lambda r: (name_of(r["source_uri"]), r["task"])):
+        name = name_of(row["source_uri"])
+        if name not in shown:
+            continue
+        image_id = image_ids[name]
+        if row["task"] == "caption":
+            lines.append({"image": name, "task": "caption", "predicted": row["text"], "truth": captions.get(image_id)})
+            continue
+        for box in row["boxes"] or []:
+            xywh = [box["x_min"], box["y_min"], box["x_max"] - box["x_min"], box["y_max"] - box["y_min"]]
+            same_label = [a for a in truth.imgToAnns[image_id] if names[a["category_id"]] == box["label"]]
+            ious = mask_utils.iou([xywh], [a["bbox"] for a in same_label], [0] * len(same_label))
+            best = int(np.argmax(ious)) if same_label else None
+            lines.append({"image": name, "task": row["task"], "label": box["label"], "predicted": xywh,
+                          "truth": None if best is None else same_label[best]["bbox"],
+                          "iou": None if best is None else float(np.ravel(ious)[best])})
+    return lines
+
+
+def format_side_by_side(lines: list[dict]) -> str:
+    """One line per predicted box or caption: image, task, label, predicted vs true [x, y, w, h], IoU."""
+    def box(xywh) -> str:
+        return "-" if xywh is None else "[" + ", ".join(f"{v:.0f}" for v in xywh) + "]"
+
+    out = [f"{'image':<22} {'task':<8} {'label':<9} {'predicted [x, y, w, h]':<24} {'truth':<24} IoU"]
+    for line in lines:
+        if line["task"] == "caption":
+            out.append(f"{line['image']:<22} caption  {line['predicted']!r} (truth: {line['truth']!r})")
+        else:
+            iou = "-" if line["iou"] is None else f"{line['iou']:.2f}"
+            out.append(f"{line['image']:<22} {line['task']:<8} {line['label']:<9} {box(line['predicted']):<24} "
+                       f"{box(line['truth']):<24} {iou}")
+    return "\n".join(out)

@@ -10,7 +10,14 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pytest
 
-from pipelines.evaluate import evaluate_rows, format_report, name_of, word_accuracy
+from pipelines.evaluate import (
+    evaluate_rows,
+    format_report,
+    format_side_by_side,
+    name_of,
+    side_by_side,
+    word_accuracy,
+)
 from schemas import LABEL_ROW_SCHEMA, LabelRow, Rle
 
 REPO = Path(__file__).resolve().parents[2]
@@ -127,3 +134,17 @@ def test_the_cli_reads_a_written_dataset_and_writes_json(tmp_path, capsys):
                      "--output", str(tmp_path / "report.json")]) == 0
     assert "detect         mAP@[.5:.95] 1.000" in capsys.readouterr().out
     assert json.loads((tmp_path / "report.json").read_text())["segment_masks"]["mAP_50"] == pytest.approx(1.0)
+
+
+def test_side_by_side_pairs_each_box_with_its_best_truth_of_the_same_label():
+    lines = side_by_side(rows(shift=12.0), ground_truth(), limit=1)
+    assert {line["image"] for line in lines} == {"a.png"}
+    detect = {line["label"]: line for line in lines if line["task"] == "detect"}
+    # the 30-wide circle moved 12 px right: overlap 18 x 20 over a union of 42 x 20
+    assert detect["circle"]["truth"] == [10, 5, 30, 20] and detect["circle"]["predicted"] == [22, 5, 30, 20]
+    assert detect["circle"]["iou"] == pytest.approx(18 / 42)
+    assert [line["iou"] for line in lines if line["task"] == "segment"] == [pytest.approx(1.0)] * 2
+    caption = next(line for line in lines if line["task"] == "caption")
+    assert caption["predicted"] == caption["truth"] == CAPTIONS["a.png"]
+    table = format_side_by_side(lines)
+    assert "[22, 5, 30, 20]" in table and "0.43" in table and len(table.splitlines()) == 1 + len(lines)
