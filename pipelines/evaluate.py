@@ -163,7 +163,7 @@ def side_by_side(rows: list[dict], ground_truth: dict, limit: int) -> list[dict]
     image_ids = {image["file_name"]: image["id"] for image in ground_truth["images"]}
     names = {c["id"]: c["name"] for c in ground_truth["categories"]}
     captions = {c["image_id"]: c["caption"] for c in ground_truth.get("captions", [])}
-    shown = sorted({name_of(r["source_uri"]) for r in rows} & set(image_ids))[:limit]
+    shown = set(sorted({name_of(r["source_uri"]) for r in rows} & set(image_ids))[:limit])
     lines = []
     for row in sorted(rows, key=lambda r: (name_of(r["source_uri"]), r["task"])):
         name = name_of(row["source_uri"])

@@ -34,12 +34,13 @@ def loc_yxyx_1024_to_box_xyxy_px(
 def box_xyxy_px_to_loc_yxyx_1024(
     box_xyxy_px: tuple[float, float, float, float], image_wh: tuple[int, int]
 ) -> tuple[int, int, int, int]:
-    """Inverse of `loc_yxyx_1024_to_box_xyxy_px` (floor to the bin), clipped to [0, 1023]."""
+    """Inverse of `loc_yxyx_1024_to_box_xyxy_px`: the nearest bin, clipped to [0, 1023] (a box
+    reaching the far edge, bin 1024, gets the last token). Training targets are written with it."""
     width, height = image_wh
     x_min, y_min, x_max, y_max = box_xyxy_px
 
     def to_bin(value: float, size: int) -> int:
-        return min(LOC_BINS - 1, max(0, int(value / size * LOC_BINS + 1e-9)))
+        return min(LOC_BINS - 1, max(0, round(value / size * LOC_BINS)))
 
     return (to_bin(y_min, height), to_bin(x_min, width), to_bin(y_max, height), to_bin(x_max, width))
 

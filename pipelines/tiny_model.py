@@ -27,6 +27,7 @@ from transformers import (
 
 from pipelines.mask_decoder import VAE_FILENAME, MaskDecoder
 
+RESAMPLE = 3  # PIL bicubic, as in the released PaliGemma preprocessor configs
 # Gemma's fixed ids for its first special tokens; PaliGemma configs refer to them.
 _SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>"]
 
@@ -90,7 +91,7 @@ def build_tiny_paligemma(
         size={"height": image_size, "width": image_size},
         image_mean=[0.5, 0.5, 0.5],
         image_std=[0.5, 0.5, 0.5],
-        resample=3,  # bicubic, as in the released PaliGemma preprocessor configs
+        resample=RESAMPLE,
         image_seq_length=num_image_tokens,
     )
     processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=build_tiny_tokenizer(corpus))

@@ -37,17 +37,16 @@ from torch.nn import functional as F
 from transformers import PaliGemmaForConditionalGeneration, PaliGemmaProcessor
 
 from pipelines.decode import to_model_pixels
+from pipelines.geometry import LOC_BINS, box_xyxy_px_to_loc_yxyx_1024
 from pipelines.mask_decoder import VAE_FILENAME
 from pipelines.mask_vae import mask_in_box, reconstruction_iou, save_vae, train_mask_vae
-from pipelines.parse.detection import MAX_LOC
 from pipelines.shapes import SHAPES, Scene, ShapeObject, draw_scene
 from pipelines.tasks.registry import get_task
-from pipelines.tiny_model import build_tiny_paligemma
+from pipelines.tiny_model import RESAMPLE, build_tiny_paligemma
 from schemas.job import PromptOptions
 
 TASKS = ("detect", "segment", "caption")
 SUMMARY_FILE = "training.json"
-_LOC_BINS = 1024
 
 
 @dataclass(frozen=True)
@@ -86,8 +85,8 @@ class Example:
 def loc_tokens(bbox: tuple[int, int, int, int], width: int, height: int) -> str:
     """COCO [x, y, w, h] in pixels -> `<locY0><locX0><locY1><locX1>`, the inverse of the parser's bin / 1024."""
     x, y, w, h = bbox
-    edges = (y / height, x / width, (y + h) / height, (x + w) / width)
-    return "".join(f"<loc{min(MAX_LOC, round(v * _LOC_BINS)):04d}>" for v in edges)
+    bins = box_xyxy_px_to_loc_yxyx_1024((x, y, x + w, y + h), (width, height))
+    return "".join(f"<loc{b:04d}>" for b in bins)
 
 
 def seg_tokens(codes: np.ndarray) -> str:
@@ -109,7 +108,7 @@ def _prompt(task: str, classes: tuple[str, ...]) -> str:
 
 def scene_examples(index: int, scene: Scene, codes: list[np.ndarray], rng: np.random.Generator,
                    subset_fraction: float) -> list[Example]:
-    """The detect, segment and caption examples of one scene (objects left to right)."""
+    """The detect, segment and caption examples of one scene (detect and segment objects top to bottom)."""
     examples = [Example(index, "caption", _prompt("caption", ()), scene.caption)]
     for task in ("detect", "segment"):
         classes = SHAPES
@@ -131,11 +130,11 @@ def init_loc_head(model: PaliGemmaForConditionalGeneration, processor: PaliGemma
     """Give the output rows of the 1024 `<loc>` tokens a sinusoidal code of their bin, so
     neighbouring bins start close and a near miss costs little from the first step (measured on a
     tied-embedding model: median loc error 56 instead of 66 bins after 700 detect-only steps)."""
-    ids = processor.tokenizer.convert_tokens_to_ids([f"<loc{i:04d}>" for i in range(_LOC_BINS)])
+    ids = processor.tokenizer.convert_tokens_to_ids([f"<loc{i:04d}>" for i in range(LOC_BINS)])
     weight = model.lm_head.weight
     half = weight.shape[1] // 2
-    periods = torch.logspace(math.log10(8), math.log10(4 * _LOC_BINS), half)
-    angles = torch.arange(_LOC_BINS, dtype=torch.float32)[:, None] * (2 * math.pi / periods)[None]
+    periods = torch.logspace(math.log10(8), math.log10(4 * LOC_BINS), half)
+    angles = torch.arange(LOC_BINS, dtype=torch.float32)[:, None] * (2 * math.pi / periods)[None]
     code = torch.cat([angles.sin(), angles.cos()], dim=1) * weight.std().item()
     with torch.no_grad():
         weight[torch.as_tensor(ids)] = code
@@ -155,8 +154,8 @@ def target_loss(model: PaliGemmaForConditionalGeneration, batch: dict, loc_ids: 
     and half the loss against a Gaussian of width `sigma` bins around the true bin: a guess a few
     bins off then earns partial credit, which speeds up learning coordinates (measured on a tied-
     embedding model: median loc error 56 instead of 64 bins after 700 detect-only steps)."""
-    labels = batch.pop("labels")[:, 1:]
-    logits = model(**batch).logits[:, :-1]
+    labels = batch["labels"][:, 1:]
+    logits = model(**{name: value for name, value in batch.items() if name != "labels"}).logits[:, :-1]
     labelled = labels != -100
     logits, labels = logits[labelled].float(), labels[labelled]
     losses = F.cross_entropy(logits, labels, reduction="none")
@@ -189,7 +188,7 @@ def draw_training_scenes(cfg: TrainConfig) -> tuple[list[Scene], np.ndarray]:
     scenes, pixels = [], np.zeros((cfg.images, cfg.image_size, cfg.image_size, 3), np.uint8)
     for i in range(cfg.images):
         scene = draw_scene(np.random.default_rng([cfg.seed, i]), cfg.size_range)
-        pixels[i] = to_model_pixels(scene.image, cfg.image_size, resample=3)  # bicubic, as the processor
+        pixels[i] = to_model_pixels(scene.image, cfg.image_size, RESAMPLE)  # the processor's, as the pipeline
         scenes.append(dataclasses.replace(scene, image=None))
     return scenes, pixels
 
@@ -228,7 +227,7 @@ def train_shapes(output: str | Path, cfg: TrainConfig = TrainConfig(), log_every
                                             tie_word_embeddings=False)
     init_loc_head(model, processor)
     loc_ids = (processor.tokenizer.convert_tokens_to_ids("<loc0000>"), processor.tokenizer.convert_tokens_to_ids(
-        f"<loc{MAX_LOC:04d}>"))
+        f"<loc{LOC_BINS - 1:04d}>"))
     # Saved as built (left padding, Gemma's side for batched generation), before training pads right:
     # the tokenizer stores the padding of its last call in tokenizer.json.
     processor.save_pretrained(output)

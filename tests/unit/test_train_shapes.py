@@ -116,7 +116,7 @@ def test_target_loss_without_soft_targets_is_the_models_own_loss():
                processor.tokenizer.convert_tokens_to_ids("<loc1023>"))
     with torch.no_grad():
         expected = model(**batch).loss
-        plain = target_loss(model, dict(batch), loc_ids, sigma=0)
-        soft = target_loss(model, dict(batch), loc_ids, sigma=3)
+        plain = target_loss(model, batch, loc_ids, sigma=0)
+        soft = target_loss(model, batch, loc_ids, sigma=3)
     assert plain == pytest.approx(expected.item(), rel=1e-5)
     assert soft != pytest.approx(plain.item())  # the loc tokens are scored differently
