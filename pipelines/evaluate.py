@@ -19,7 +19,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-UNSCORED = 1.0  # rows carry no confidence yet; COCOeval needs one to rank detections
+UNSCORED = 1.0  # for boxes without a score (rows written before scores existed); COCOeval needs one to rank
 
 
 def name_of(source_uri: str) -> str:

@@ -13,13 +13,15 @@ from pipelines.mask_decoder import decode_masks, load_mask_decoder
 from pipelines.model import load_model, load_processor
 from pipelines.parse.segmentation import CODES_PER_MASK, mask_codes
 from pipelines.tasks.registry import get_task
+from pipelines.token_scores import ChosenTokenLogprobs, answer_tokens
 from schemas import columns as C
-from schemas.columns import pack_mask_logits
+from schemas.columns import pack_mask_logits, pack_token_ends, pack_token_logprobs
 from schemas.job import PromptOptions
 from schemas.rows import Status
 
 OUTPUT_COLUMNS = (
-    C.IMAGE_ID, C.SOURCE_URI, C.WIDTH, C.HEIGHT, C.TASK, C.PROMPT, C.RAW_OUTPUT, C.MASK_LOGITS, C.STATUS, C.ERROR
+    C.IMAGE_ID, C.SOURCE_URI, C.WIDTH, C.HEIGHT, C.TASK, C.PROMPT, C.RAW_OUTPUT, C.MASK_LOGITS, C.TOKEN_LOGPROBS,
+    C.TOKEN_ENDS, C.STATUS, C.ERROR
 )
 
 
@@ -27,6 +29,20 @@ OUTPUT_COLUMNS = (
 class _Request:
     row: int  # index of the image in the input batch
     prompt: str
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generated answer: its text (special tokens removed) and, per token of that text, where
+    the token ends in it (characters) and its log-probability (see pipelines.token_scores)."""
+
+    text: str
+    token_ends: np.ndarray
+    token_logprobs: np.ndarray
+
+    @classmethod
+    def unscored(cls, text: str) -> Generation:
+        return cls(text, np.zeros(0, np.int32), np.zeros(0, np.float32))
 
 
 class GenerateStage:
@@ -58,7 +74,7 @@ class GenerateStage:
             raise ValueError(f"tasks {needs_vae} need the mask decoder file (vae)")
         self.mask_decoder = load_mask_decoder(vae, self.device) if needs_vae else None
 
-    def _generate(self, prompts: list[str], images: list[np.ndarray], max_new_tokens: int) -> list[str]:
+    def _generate(self, prompts: list[str], images: list[np.ndarray], max_new_tokens: int) -> list[Generation]:
         # "<image>" up front is how the processor wants the image placed; it yields the same ids
         # as the bare prompt and keeps it from warning on every call.
         inputs = self.processor(
@@ -72,10 +88,25 @@ class GenerateStage:
         # Keep token_type_ids: transformers 5 needs them for PaliGemma's bidirectional prefix.
         inputs = inputs.to(self.device)
         inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        recorder = ChosenTokenLogprobs()
         with torch.inference_mode():
-            output_ids = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+            output_ids = self.model.generate(
+                **inputs, max_new_tokens=max_new_tokens, do_sample=False, logits_processor=[recorder]
+            )
         new_tokens = output_ids[:, inputs["input_ids"].shape[1]:]
-        return self.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        logprobs = recorder.finish(new_tokens)
+        tokenizer = self.processor.tokenizer
+        texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        eos = self.model.generation_config.eos_token_id
+        stop_ids = set(eos if isinstance(eos, list) else [eos])
+        special_ids = set(tokenizer.all_special_ids)
+        generations = []
+        for text, ids, row_logprobs in zip(texts, new_tokens.tolist(), logprobs):
+            answer, ends, kept = answer_tokens(tokenizer, ids, row_logprobs, stop_ids, special_ids)
+            # Tokens after the end of sequence are padding; an answer that still differs from the
+            # decoded text (not seen) stays unscored rather than scored on the wrong characters.
+            generations.append(Generation(text, ends, kept) if answer == text else Generation.unscored(text))
+        return generations
 
     def _decode_masks(self, texts: list[str]) -> list[bytes]:
         """All masks of a batch in one decoder call; per answer, its masks packed for transport."""
@@ -89,9 +120,12 @@ class GenerateStage:
         out: dict[str, list] = {name: [] for name in OUTPUT_COLUMNS}
 
         def emit(row: int, task: str, prompt: str, raw: str, status: Status, error: str,
-                 mask_logits: bytes = b"") -> None:
+                 mask_logits: bytes = b"", generation: Generation | None = None) -> None:
+            scored = generation if generation is not None else Generation.unscored(raw)
             values = (batch[C.IMAGE_ID][row], batch[C.SOURCE_URI][row], batch[C.WIDTH][row],
-                      batch[C.HEIGHT][row], task, prompt, raw, mask_logits, status.value, error)
+                      batch[C.HEIGHT][row], task, prompt, raw, mask_logits,
+                      pack_token_logprobs(scored.token_logprobs), pack_token_ends(scored.token_ends),
+                      status.value, error)
             for name, value in zip(OUTPUT_COLUMNS, values):
                 out[name].append(value)
 
@@ -111,7 +145,10 @@ class GenerateStage:
             for start in range(0, len(requests), self.batch_size):
                 chunk = requests[start:start + self.batch_size]
                 try:
-                    texts = self._generate([r.prompt for r in chunk], [batch[C.PIXELS][r.row] for r in chunk], budget)
+                    generations = self._generate(
+                        [r.prompt for r in chunk], [batch[C.PIXELS][r.row] for r in chunk], budget
+                    )
+                    texts = [generation.text for generation in generations]
                 except Exception as err:  # a failed batch marks its own rows; the job goes on
                     for r in chunk:
                         emit(r.row, task.name, r.prompt, "", Status.MODEL_ERROR, describe_error(err))
@@ -123,6 +160,6 @@ class GenerateStage:
                     for r, text in zip(chunk, texts):
                         emit(r.row, task.name, r.prompt, text, Status.MODEL_ERROR, reason)
                     continue
-                for r, text, packed in zip(chunk, texts, mask_logits):
-                    emit(r.row, task.name, r.prompt, text, Status.OK, "", packed)
+                for r, generation, packed in zip(chunk, generations, mask_logits):
+                    emit(r.row, task.name, r.prompt, generation.text, Status.OK, "", packed, generation)
         return {name: np.array(values, dtype=object) for name, values in out.items()}

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import datetime
 
+import numpy as np
 import pyarrow as pa
 from pydantic import ValidationError
 
 from pipelines.decode import describe_error
+from pipelines.parse.scores import TokenLogprobs
 from pipelines.tasks.base import Answer
 from pipelines.tasks.registry import get_task
 from schemas import columns as C
-from schemas.columns import unpack_mask_logits
+from schemas.columns import unpack_mask_logits, unpack_token_ends, unpack_token_logprobs
 from schemas.job import PromptOptions
 from schemas.rows import LABEL_ROW_SCHEMA, LabelRow, Status
 
@@ -58,6 +60,7 @@ def label_row(generated: dict, options: PromptOptions, model_name: str, run_id: 
             prompt=base[C.PROMPT],
             image_wh=(base[C.WIDTH], base[C.HEIGHT]),
             mask_logits=unpack_mask_logits(generated[C.MASK_LOGITS]) if task.decodes_masks else None,
+            tokens=_token_logprobs(generated),
         )
         result = task.parse(answer, options)
     except Exception as err:  # a parser bug must cost one row its annotations, not the job its rows
@@ -72,6 +75,14 @@ def label_row(generated: dict, options: PromptOptions, model_name: str, run_id: 
         reason = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
         failed = {C.STATUS: Status.INVALID_OUTPUT, C.ERROR: f"validation failed: {reason}"[:MAX_PROBLEMS_CHARS]}
         return LabelRow.model_validate({**base, **failed}, context=context)
+
+
+def _token_logprobs(generated: dict) -> TokenLogprobs | None:
+    """The answer's token log-probabilities; None (unscored) for rows from a stage that sent none."""
+    if C.TOKEN_LOGPROBS not in generated:
+        return None
+    return TokenLogprobs(ends=unpack_token_ends(generated[C.TOKEN_ENDS]).astype(np.int64),
+                         logprobs=unpack_token_logprobs(generated[C.TOKEN_LOGPROBS]).astype(np.float64))
 
 
 def to_label_table(batch: pa.Table, options: PromptOptions, model_name: str, run_id: str) -> pa.Table:

@@ -20,7 +20,8 @@ class Box(BaseModel):
     x_max: float = Field(ge=0, description="Right edge, pixels.")
     y_max: float = Field(ge=0, description="Bottom edge, pixels.")
     score: float | None = Field(
-        default=None, ge=0, le=1, description="Confidence in [0, 1]; null until scores are computed."
+        default=None, ge=0, le=1,
+        description="Confidence in [0, 1]: geometric mean probability of the object's generated tokens (README).",
     )
 
     @model_validator(mode="after")

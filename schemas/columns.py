@@ -21,6 +21,9 @@ PROMPT = "prompt"
 RAW_OUTPUT = "raw_output"
 MASK_LOGITS = "mask_logits"  # float32 (n, 64, 64) bytes per row of a mask task, generate -> validate
 MASK_SIZE = 64  # the mask decoder's output is MASK_SIZE x MASK_SIZE
+# Per generated token of the answer (special tokens and end of sequence left out), generate -> validate:
+TOKEN_LOGPROBS = "token_logprobs"  # float32 bytes: natural-log probability of the token
+TOKEN_ENDS = "token_ends"  # int32 bytes: where the token's text ends in raw_output, in characters
 
 
 def pack_mask_logits(mask_logits: np.ndarray) -> bytes:
@@ -31,3 +34,19 @@ def pack_mask_logits(mask_logits: np.ndarray) -> bytes:
 def unpack_mask_logits(packed: bytes) -> np.ndarray:
     """MASK_LOGITS bytes -> (n, 64, 64) float32; ValueError when they are not whole masks."""
     return np.frombuffer(packed, dtype=np.float32).reshape(-1, MASK_SIZE, MASK_SIZE)
+
+
+def pack_token_logprobs(logprobs: np.ndarray) -> bytes:
+    return np.ascontiguousarray(logprobs, dtype=np.float32).tobytes()
+
+
+def unpack_token_logprobs(packed: bytes) -> np.ndarray:
+    return np.frombuffer(packed, dtype=np.float32)
+
+
+def pack_token_ends(ends: np.ndarray) -> bytes:
+    return np.ascontiguousarray(ends, dtype=np.int32).tobytes()
+
+
+def unpack_token_ends(packed: bytes) -> np.ndarray:
+    return np.frombuffer(packed, dtype=np.int32)

@@ -40,6 +40,10 @@ class LabelRow(BaseModel):
         default_factory=list, description="Segmented objects: box, label, score and a COCO RLE mask of the image."
     )
     text: str | None = Field(default=None, description="Caption, OCR text, answer or question.")
+    text_score: float | None = Field(
+        default=None, ge=0, le=1,
+        description="Confidence of `text` in [0, 1]: geometric mean probability of the answer's tokens (README).",
+    )
     run_id: str = Field(description="Id of the run that wrote this row.")
     created_at: datetime.datetime = Field(description="UTC time the row was validated.")
 

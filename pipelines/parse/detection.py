@@ -4,19 +4,30 @@ from __future__ import annotations
 
 from pipelines.geometry import loc_yxyx_1024_to_box_xyxy_px
 from pipelines.parse.entries import Entry, describe_entry, find_class, normalised_classes, split_entries
+from pipelines.parse.scores import TokenLogprobs
 from schemas.annotations import Box
 
 LOCS_PER_BOX = 4
 MAX_LOC = 1023
 
 
-def entry_to_box(entry: Entry, classes: dict[str, str], image_wh: tuple[int, int]) -> Box:
+def box_score(entry: Entry, tokens: TokenLogprobs | None) -> float | None:
+    """A box's confidence: the geometric mean probability of the tokens of its entry, from the first
+    location to the end of the label (spaces between included), less any codewords; the ` ; `
+    separators and the end-of-sequence token are not part of any entry."""
+    return tokens.score_of([entry.span], excluding=[entry.seg_span]) if tokens is not None else None
+
+
+def entry_to_box(
+    entry: Entry, classes: dict[str, str], image_wh: tuple[int, int], tokens: TokenLogprobs | None = None
+) -> Box:
     """Validate one entry and convert it; raises ValueError saying what is wrong with it.
 
     Args:
         entry: a piece of the answer from `split_entries`.
         classes: normalised label -> requested spelling; the box gets the requested spelling.
         image_wh: original (width, height) in pixels.
+        tokens: the answer's token log-probabilities, for the box's `score` (None: no score).
     """
     if len(entry.locs) != LOCS_PER_BOX:
         raise ValueError(f"{len(entry.locs)} location tokens, expected {LOCS_PER_BOX}")
@@ -31,17 +42,18 @@ def entry_to_box(entry: Entry, classes: dict[str, str], image_wh: tuple[int, int
     if label is None:
         raise ValueError(f"unknown label {entry.label!r}")
     x0, y0, x1, y1 = loc_yxyx_1024_to_box_xyxy_px(entry.locs, image_wh)
-    return Box(label=label, x_min=x0, y_min=y0, x_max=x1, y_max=y1)
+    return Box(label=label, x_min=x0, y_min=y0, x_max=x1, y_max=y1, score=box_score(entry, tokens))
 
 
 def parse_detections(
-    text: str, classes: tuple[str, ...], image_wh: tuple[int, int]
+    text: str, classes: tuple[str, ...], image_wh: tuple[int, int], tokens: TokenLogprobs | None = None
 ) -> tuple[list[Box], list[str]]:
     """Parse a `detect` answer.
 
     Invalid entries are reported, not repaired: a run of other than 4 locs, a location past 1023,
     an empty or inverted box, a missing or unrequested label. Valid entries are kept either way.
-    Segmentation codewords are ignored here (the `segment` task reads them).
+    Segmentation codewords are ignored here (the `segment` task reads them). With `tokens` (the
+    log-probabilities of the answer's tokens), every box gets a `score` (see `box_score`).
 
     Returns:
         (boxes, problems): the valid boxes, and one message per discarded entry.
@@ -51,7 +63,7 @@ def parse_detections(
     problems: list[str] = []
     for entry in split_entries(text):
         try:
-            boxes.append(entry_to_box(entry, wanted, image_wh))
+            boxes.append(entry_to_box(entry, wanted, image_wh, tokens))
         except ValueError as err:
             problems.append(describe_entry(err, entry))
     return boxes, problems

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_ENTRY_SEPARATOR = re.compile(r"\s*;\s*")
+_PIECE = re.compile(r"[^;]+")
 _LEADING_TOKENS = re.compile(r"\s*<(loc|seg)(\d+)>")
 EXCERPT_CHARS = 80
 
@@ -22,6 +22,10 @@ class Entry:
     locs: tuple[int, ...]  # <locNNNN> values in order of appearance, before the label
     segs: tuple[int, ...]  # <segNNN> values in order of appearance, before the label
     label: str  # what follows the tokens, stripped; may be empty
+    # Where the entry, and its run of codewords, are in the answer text: [start, end) character
+    # offsets, for scores. `seg_span` is empty when there are no codewords.
+    span: tuple[int, int] = (0, 0)
+    seg_span: tuple[int, int] = (0, 0)
 
 
 def split_entries(text: str) -> list[Entry]:
@@ -32,16 +36,25 @@ def split_entries(text: str) -> list[Entry]:
     a seg, or any token after the label) stays in the label and then fails label validation.
     """
     entries = []
-    for piece in _ENTRY_SEPARATOR.split(text.strip()):
+    for match in _PIECE.finditer(text):
+        raw = match.group()
+        piece = raw.strip()
         if not piece:
             continue
+        offset = match.start() + len(raw) - len(raw.lstrip())  # where `piece` starts in `text`
         locs: list[int] = []
         segs: list[int] = []
+        seg_span = [0, 0]
         position = 0
-        while (match := _LEADING_TOKENS.match(piece, position)) and not (match.group(1) == "loc" and segs):
-            (locs if match.group(1) == "loc" else segs).append(int(match.group(2)))
-            position = match.end()
-        entries.append(Entry(text=piece, locs=tuple(locs), segs=tuple(segs), label=piece[position:].strip()))
+        while (token := _LEADING_TOKENS.match(piece, position)) and not (token.group(1) == "loc" and segs):
+            (locs if token.group(1) == "loc" else segs).append(int(token.group(2)))
+            if token.group(1) == "seg":
+                seg_span = [seg_span[0] if len(segs) > 1 else token.start(1) - 1, token.end()]  # from its '<'
+            position = token.end()
+        entries.append(Entry(
+            text=piece, locs=tuple(locs), segs=tuple(segs), label=piece[position:].strip(),
+            span=(offset, offset + len(piece)), seg_span=(offset + seg_span[0], offset + seg_span[1]),
+        ))
     return entries
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from pipelines.geometry import box_xyxy_px_to_pixel_span, place_mask
 from pipelines.parse.detection import entry_to_box
 from pipelines.parse.entries import Entry, describe_entry, normalised_classes, split_entries
+from pipelines.parse.scores import TokenLogprobs
 from schemas.annotations import Box, Mask, Rle
 
 CODES_PER_MASK = 16  # a 4x4 grid of codewords
@@ -35,8 +36,18 @@ def mask_codes(text: str) -> list[tuple[int, ...]]:
     return [entry.segs for entry in split_entries(text) if codeword_problem(entry) is None]
 
 
+def mask_score(entry: Entry, tokens: TokenLogprobs | None) -> float | None:
+    """A mask's confidence: the geometric mean probability of all the tokens of its entry: 4
+    locations, 16 codewords and the label (separators not included)."""
+    return tokens.score_of([entry.span]) if tokens is not None else None
+
+
 def parse_segments(
-    text: str, classes: tuple[str, ...], image_wh: tuple[int, int], mask_logits: np.ndarray
+    text: str,
+    classes: tuple[str, ...],
+    image_wh: tuple[int, int],
+    mask_logits: np.ndarray,
+    tokens: TokenLogprobs | None = None,
 ) -> tuple[list[Box], list[Mask], list[str]]:
     """Parse a `segment` answer whose decoded masks are `mask_logits`.
 
@@ -45,6 +56,8 @@ def parse_segments(
         classes: the requested class names.
         image_wh: original (width, height) in pixels.
         mask_logits: (n, S, S) decoder output, one per entry of `mask_codes(text)`, in order.
+        tokens: the answer's token log-probabilities; boxes then get a `score` as in `detect`
+            (locations and label) and masks one that also covers the codewords (`mask_score`).
 
     Returns:
         (boxes, masks, problems): every valid box (with or without a mask), the masks placed on
@@ -63,7 +76,7 @@ def parse_segments(
     masks: list[Mask] = []
     for index, entry in enumerate(entries):
         try:
-            box = entry_to_box(entry, wanted, image_wh)
+            box = entry_to_box(entry, wanted, image_wh, tokens)
         except ValueError as err:
             problems.append(describe_entry(err, entry))
             continue
@@ -77,7 +90,7 @@ def parse_segments(
         if not pixels.any():
             problems.append(describe_entry("mask is empty, box kept without a mask", entry))
             continue
-        masks.append(Mask(**box.model_dump(), rle=Rle.from_binary(pixels)))
+        masks.append(Mask(**{**box.model_dump(), "score": mask_score(entry, tokens)}, rle=Rle.from_binary(pixels)))
     return boxes, masks, problems
 
 

@@ -15,7 +15,7 @@ ANSWER = TaskSpec(
     build_prompts=_prompts,
     max_new_tokens=lambda options: 32,
     parse=parse_text_answer,
-    output_fields=("text",),
+    output_fields=("text", "text_score"),
     check_options=lambda options: None
     if options.questions or options.per_image_questions
     else "answer needs --questions or --question-column",

@@ -8,11 +8,12 @@ from typing import Literal
 
 import numpy as np
 
+from pipelines.parse.scores import TokenLogprobs
 from pipelines.parse.text import clean_text
 from schemas.annotations import Box, Mask
 from schemas.job import PromptOptions
 
-OutputField = Literal["boxes", "masks", "text"]
+OutputField = Literal["boxes", "masks", "text", "text_score"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class Answer:
     prompt: str
     image_wh: tuple[int, int]  # original image size, pixels
     mask_logits: np.ndarray | None = None  # (n, 64, 64) decoded masks, tasks with decodes_masks only
+    tokens: TokenLogprobs | None = None  # the answer's token log-probabilities, for scores; None: unscored
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class ParseResult:
     boxes: list[Box] = field(default_factory=list)
     masks: list[Mask] = field(default_factory=list)
     text: str | None = None
+    text_score: float | None = None
     problems: list[str] = field(default_factory=list)
 
 
@@ -61,6 +64,8 @@ class TaskSpec:
 
 
 def parse_text_answer(answer: Answer, options: PromptOptions) -> ParseResult:
-    """Parser shared by the free-text tasks: the cleaned text, or a problem when nothing is left."""
+    """Parser shared by the free-text tasks: the cleaned text, or a problem when nothing is left.
+    Its score covers every token of the answer (a prompt echo, if any, included)."""
     text = clean_text(answer.raw_output, answer.prompt)
-    return ParseResult(text=text, problems=[] if text else ["empty answer"])
+    score = answer.tokens.answer_score() if answer.tokens is not None else None
+    return ParseResult(text=text, text_score=score, problems=[] if text else ["empty answer"])

@@ -10,5 +10,5 @@ CAPTION = TaskSpec(
     build_prompts=lambda options, question: [f"{options.caption_style} {options.lang}"],
     max_new_tokens=lambda options: _BUDGET[options.caption_style],
     parse=parse_text_answer,
-    output_fields=("text",),
+    output_fields=("text", "text_score"),
 )

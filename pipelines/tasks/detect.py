@@ -12,7 +12,7 @@ _MAX_TOKENS = 512
 
 
 def _parse(answer: Answer, options: PromptOptions) -> ParseResult:
-    boxes, problems = parse_detections(answer.raw_output, options.classes, answer.image_wh)
+    boxes, problems = parse_detections(answer.raw_output, options.classes, answer.image_wh, answer.tokens)
     return ParseResult(boxes=boxes, problems=problems)
 
 

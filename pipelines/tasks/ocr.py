@@ -7,5 +7,5 @@ OCR = TaskSpec(
     build_prompts=lambda options, question: ["ocr"],
     max_new_tokens=lambda options: 128,
     parse=parse_text_answer,
-    output_fields=("text",),
+    output_fields=("text", "text_score"),
 )

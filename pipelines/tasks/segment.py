@@ -12,7 +12,9 @@ _MAX_TOKENS = 1024
 
 
 def _parse(answer: Answer, options: PromptOptions) -> ParseResult:
-    boxes, masks, problems = parse_segments(answer.raw_output, options.classes, answer.image_wh, answer.mask_logits)
+    boxes, masks, problems = parse_segments(
+        answer.raw_output, options.classes, answer.image_wh, answer.mask_logits, answer.tokens
+    )
     return ParseResult(boxes=boxes, masks=masks, problems=problems)
 
 

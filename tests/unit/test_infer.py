@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipelines.infer import OUTPUT_COLUMNS, GenerateStage
+from pipelines.infer import OUTPUT_COLUMNS, GenerateStage, Generation
 from pipelines.mask_decoder import find_vae
 from schemas import columns as C
 from schemas.columns import unpack_mask_logits
@@ -87,7 +87,8 @@ def test_segment_masks_of_a_batch_are_decoded_in_one_call(tiny_model_dir, monkey
          + " car", "<loc0000><loc0000><loc0512><loc0512><seg001> car", "<loc0000><loc0000><loc0512><loc0512>" + codes],
         ["<loc0000><loc0000><loc0512><loc0512> car"] * 3,
     ])
-    monkeypatch.setattr(stage, "_generate", lambda prompts, images, budget: next(answers))
+    monkeypatch.setattr(stage, "_generate",
+                        lambda prompts, images, budget: [Generation.unscored(text) for text in next(answers)])
     decoder_batches = []
     real_forward = stage.mask_decoder.forward
     monkeypatch.setattr(stage.mask_decoder, "forward", lambda x: decoder_batches.append(len(x)) or real_forward(x))
@@ -117,7 +118,8 @@ def test_a_failing_mask_decoder_keeps_the_answers(tiny_model_dir, monkeypatch):
 
     monkeypatch.setattr(stage.mask_decoder, "forward", out_of_memory)
     answer = "<loc0000><loc0000><loc0512><loc0512>" + "".join(f"<seg{c:03d}>" for c in range(16)) + " car"
-    monkeypatch.setattr(stage, "_generate", lambda prompts, images, budget: [answer] * len(prompts))
+    monkeypatch.setattr(stage, "_generate",
+                        lambda prompts, images, budget: [Generation.unscored(answer)] * len(prompts))
     out = stage(decoded_batch(["", ""]))
     assert list(out[C.STATUS]) == ["model_error"] * 2
     assert list(out[C.ERROR]) == ["mask decoder: RuntimeError: CUDA out of memory (injected)"] * 2

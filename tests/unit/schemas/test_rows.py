@@ -22,7 +22,7 @@ def make_row(**overrides) -> LabelRow:
 def test_schema_has_the_output_contract_columns_in_order():
     assert LABEL_ROW_SCHEMA.names == [
         "image_id", "source_uri", "width", "height", "task", "prompt", "model", "raw_output", "status",
-        "error", "boxes", "masks", "text", "run_id", "created_at",
+        "error", "boxes", "masks", "text", "text_score", "run_id", "created_at",
     ]
     box = LABEL_ROW_SCHEMA.field("boxes").type.value_type
     assert [f.name for f in box] == ["label", "x_min", "y_min", "x_max", "y_max", "score"]
