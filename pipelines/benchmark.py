@@ -393,8 +393,8 @@ def write_parquet_inputs(directory: Path, count: int, per_file: int = 1_000, dis
     directory.mkdir(parents=True, exist_ok=True)
     for first in range(0, count, per_file):
         rows = range(first, min(first + per_file, count))
-        pq.write_table(pa.table({"image": [images[i % distinct] for i in rows],
-                                 "uri": [f"memory-check://{i}" for i in rows]}), directory / f"part-{first:06d}.parquet")
+        table = pa.table({"image": [images[i % distinct] for i in rows], "uri": [f"memory-check://{i}" for i in rows]})
+        pq.write_table(table, directory / f"part-{first:06d}.parquet")
     return str(directory)
 
 

@@ -104,7 +104,8 @@ def build_tiny_paligemma(
         resample=RESAMPLE,
         image_seq_length=num_image_tokens,
     )
-    processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=build_tiny_tokenizer(corpus, pad_vocab_to))
+    tokenizer = build_tiny_tokenizer(corpus, pad_vocab_to)
+    processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer)
     # The embedding must cover <image> and every loc/seg id; PaliGemma pads it to a multiple of 64.
     vocab_size = ((len(processor.tokenizer) + 63) // 64) * 64
     text_config = dict(

@@ -88,8 +88,8 @@ def test_segment_masks_of_a_batch_are_decoded_in_one_call(tiny_model_dir, monkey
          + " car", "<loc0000><loc0000><loc0512><loc0512><seg001> car", "<loc0000><loc0000><loc0512><loc0512>" + codes],
         ["<loc0000><loc0000><loc0512><loc0512> car"] * 3,
     ])
-    monkeypatch.setattr(stage, "_generate",
-                        lambda prompts, images, budget, features=None: [Generation.unscored(text) for text in next(answers)])
+    monkeypatch.setattr(stage, "_generate", lambda prompts, images, budget, features=None: [
+        Generation.unscored(text) for text in next(answers)])
     decoder_batches = []
     real_forward = stage.mask_decoder.forward
     monkeypatch.setattr(stage.mask_decoder, "forward", lambda x: decoder_batches.append(len(x)) or real_forward(x))
