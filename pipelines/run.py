@@ -183,6 +183,7 @@ def run_job(flags: dict) -> dict:
             except Exception as err:  # the scheduler gets a summary whatever went wrong
                 traceback.print_exc(file=sys.stderr)
                 summary = {**_ended("failed", f"{type(err).__name__}: {err}", cfg), "run_id": job.run_id}
+    summary.setdefault("run_id", cfg.run_id if cfg else flags.get("run_id"))
     summary["started_at"] = started_at
     uri = cfg.summary_uri if cfg else flags.get("summary_uri")
     if uri:
