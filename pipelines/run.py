@@ -3,21 +3,43 @@
 from __future__ import annotations
 
 import datetime
+import sys
 import time
+import traceback
+from dataclasses import dataclass
 
 import ray
+from pydantic import ValidationError
 
 from pipelines.build import ModelPlacement, build_dataset
+from pipelines.cli import one_line
 from pipelines.mask_decoder import VaeLoadError, find_vae, load_mask_decoder, missing_vae_message
-from pipelines.model import image_size_of, load_processor
-from pipelines.read import check_parquet_columns, resolve_inputs
+from pipelines.model import ModelLoadError, image_size_of, load_processor
+from pipelines.plan import plan_summary
+from pipelines.read import InputPlan, check_parquet_columns, resolve_job_inputs
 from pipelines.tasks.registry import check_tasks
-from pipelines.write import prepare_output, summarize, write_annotations, write_summary
+from pipelines.write import (
+    OutputTarget,
+    prepare_target,
+    replace_partition,
+    summarize,
+    write_annotations,
+    write_json,
+    write_summary,
+)
 from schemas.job import JobConfig
+
+# Raised by the checks before Ray starts: the command is refused (exit 2) and nothing was done.
+REFUSALS = (ValueError, ModelLoadError, VaeLoadError)
+EXIT_CODES = {"succeeded": 0, "planned": 0, "failed": 1, "refused": 2}
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def default_run_id() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    return _now().strftime("%Y%m%dT%H%M%S%fZ")
 
 
 def place_model(num_actors: int | None) -> ModelPlacement:
@@ -41,44 +63,160 @@ def check_vae(cfg: JobConfig) -> str:
     return vae
 
 
-def annotate(cfg: JobConfig) -> dict:
-    """Annotate `cfg.input` into `cfg.output` and return the run summary.
+@dataclass(frozen=True)
+class CheckedJob:
+    """Everything the checks found out, for the run itself."""
 
-    Raises ValueError subclasses (bad options, missing input, existing output), ModelLoadError
-    and VaeLoadError before Ray starts, so a bad command fails fast and cheaply.
+    run_id: str
+    plan: InputPlan
+    vae: str | None
+    image_size: int
+    resample: int
+    target: OutputTarget
+
+
+def check_job(cfg: JobConfig) -> CheckedJob:
+    """The cheap checks, before Ray starts: tasks, mask decoder, inputs, model processor, output.
+
+    Raises REFUSALS. Only `--overwrite` changes anything here (it removes the old dataset).
     """
     tasks = check_tasks(cfg.tasks, cfg.prompt_options())
     vae = check_vae(cfg) if any(task.decodes_masks for task in tasks) else None
-    plan = resolve_inputs(cfg.input, cfg.input_format)
+    plan = resolve_job_inputs(cfg)
     check_parquet_columns(plan, cfg)
     processor = load_processor(cfg.model, cfg.revision)
-    image_size, resample = image_size_of(processor), int(processor.image_processor.resample)
-    filesystem, output_path = prepare_output(cfg.output, cfg.overwrite)
-    run_id = cfg.run_id or default_run_id()
+    target = prepare_target(cfg.output, cfg.overwrite, cfg.partition_key_value)
+    return CheckedJob(
+        run_id=cfg.run_id or default_run_id(),
+        plan=plan,
+        vae=vae,
+        image_size=image_size_of(processor),
+        resample=int(processor.image_processor.resample),
+        target=target,
+    )
 
-    if not ray.is_initialized():
-        ray.init(address=cfg.address)  # None: RAY_ADDRESS (e.g. under `ray job submit`) or a new local Ray
-    placement = place_model(cfg.num_actors)
+
+def job_fields(cfg: JobConfig) -> dict:
+    """What the job was asked to do, as recorded in every summary."""
+    return {
+        "input": cfg.input,
+        "input_manifest": cfg.input_manifest,
+        "since": cfg.since.isoformat() if cfg.since else None,
+        "until": cfg.until.isoformat() if cfg.until else None,
+        "output": cfg.output,
+        "partition": cfg.partition,
+        "model": cfg.model_name,
+        "tasks": cfg.tasks,
+    }
+
+
+def execute(cfg: JobConfig, job: CheckedJob) -> dict:
+    """Run the checked job and return its summary, also written next to the rows (`_summary.json`)."""
     started = time.perf_counter()
-    ds = build_dataset(cfg, plan, image_size, resample, placement, run_id, vae)
-    write_annotations(ds, filesystem, output_path)
+    placement = None
+    if job.plan.paths:
+        if not ray.is_initialized():
+            ray.init(address=cfg.address)  # None: RAY_ADDRESS (e.g. under `ray job submit`) or a new local Ray
+        placement = place_model(cfg.num_actors)
+        ds = build_dataset(cfg, job.plan, job.image_size, job.resample, placement, job.run_id, job.vae)
+        write_annotations(ds, job.target)
+    elif job.target.partition:
+        replace_partition(job.target, None)  # nothing new: the partition is rewritten as empty
     wall_s = time.perf_counter() - started
 
     summary = {
-        "run_id": run_id,
-        "input": cfg.input,
-        "output": cfg.output,
-        "model": cfg.model_name,
-        "vae": vae,
-        "tasks": cfg.tasks,
-        "input_kind": plan.kind,
-        "input_files": len(plan.paths),
-        "ignored_files": plan.ignored,
-        "model_actors": placement.num_actors,
-        "gpus_per_actor": placement.gpus_per_actor,
+        "status": "succeeded",
+        "exit_code": 0,
+        "run_id": job.run_id,
+        **job_fields(cfg),
+        "vae": job.vae,
+        "input_kind": job.plan.kind,
+        "input_files": len(job.plan.paths),
+        "ignored_files": job.plan.ignored,
+        "outside_window_files": job.plan.outside_window,
+        "model_actors": placement.num_actors if placement else 0,
+        "gpus_per_actor": placement.gpus_per_actor if placement else 0,
         "wall_s": round(wall_s, 3),
-        **summarize(filesystem, output_path),
+        **summarize(job.target.filesystem, job.target.path),
     }
     summary["images_per_s"] = round(summary["images"] / wall_s, 3) if wall_s > 0 else None
-    summary["summary_uri"] = write_summary(summary, filesystem, output_path)
+    gpus = placement.num_actors * placement.gpus_per_actor if placement else 0
+    # The throughput --plan's GPU-hours estimate wants, measured on this run's GPUs.
+    summary["requests_per_gpu_s"] = round(summary["rows"] / (wall_s * gpus), 3) if gpus and wall_s > 0 else None
+    summary["finished_at"] = _now().isoformat()
+    summary["summary_uri"] = job.target.filesystem.unstrip_protocol(f"{job.target.path}/_summary.json")
+    write_summary(summary, job.target.filesystem, job.target.path)
     return summary
+
+
+def annotate(cfg: JobConfig) -> dict:
+    """Annotate the job's input into its output and return the run summary.
+
+    Raises REFUSALS before Ray starts, so a bad command fails fast and cheaply; anything raised
+    later is a failed run.
+    """
+    return execute(cfg, check_job(cfg))
+
+
+def plan(cfg: JobConfig) -> dict:
+    """What the run would do, from the listing alone: no model, no Ray, nothing written."""
+    tasks = check_tasks(cfg.tasks, cfg.prompt_options())
+    inputs = resolve_job_inputs(cfg)
+    check_parquet_columns(inputs, cfg)
+    return {"status": "planned", "exit_code": 0, **job_fields(cfg), **plan_summary(cfg, inputs, tasks)}
+
+
+def run_job(flags: dict) -> dict:
+    """Validate the flags, then plan or annotate; never raises.
+
+    Returns the summary in every case, with `status` (succeeded, planned, refused, failed), its
+    `exit_code` and, unless it succeeded, `error`; it is also written to `--summary-uri` when given.
+    """
+    started_at = _now().isoformat()
+    cfg = None
+    try:
+        cfg = JobConfig.model_validate(flags)
+        summary = plan(cfg) if cfg.plan else None
+        job = None if cfg.plan else check_job(cfg)
+    except (ValidationError, *REFUSALS) as err:
+        summary = _ended("refused", one_line(err), cfg)
+    else:
+        if job is not None:
+            try:
+                summary = execute(cfg, job)
+            except Exception as err:  # the scheduler gets a summary whatever went wrong
+                traceback.print_exc(file=sys.stderr)
+                summary = {**_ended("failed", f"{type(err).__name__}: {err}", cfg), "run_id": job.run_id}
+    summary.setdefault("run_id", cfg.run_id if cfg else flags.get("run_id"))
+    summary["started_at"] = started_at
+    uri = cfg.summary_uri if cfg else flags.get("summary_uri")
+    if uri:
+        try:
+            write_json(summary, uri)
+        except Exception as err:  # a scheduler that cannot read the summary must see a failed run
+            summary.update(_ended("failed", f"cannot write the summary to {uri}: {type(err).__name__}: {err}"))
+    return summary
+
+
+def _ended(status: str, error: str, cfg: JobConfig | None = None) -> dict:
+    return {"status": status, "exit_code": EXIT_CODES[status], "error": error, **(job_fields(cfg) if cfg else {}),
+            "finished_at": _now().isoformat()}
+
+
+def describe(summary: dict) -> str:
+    """The one line a person reads at the end of a run."""
+    if summary["status"] == "planned":
+        hours = summary["estimated_gpu_hours"]
+        return (f"plan: {summary['images']} images in {summary['input_files']} {summary['input_kind']} files -> "
+                f"{summary['requests']} requests; "
+                + (f"about {hours} GPU-hours at {summary['requests_per_gpu_s']} requests/s per GPU"
+                   if hours is not None else "GPU-hours unknown: pass --requests-per-gpu-s"))
+    if summary["status"] != "succeeded":
+        return f"error: {summary['error']}"
+    counts = ", ".join(
+        f"{task}: " + " ".join(f"{status}={n}" for status, n in sorted(by_status.items()))
+        for task, by_status in sorted(summary["rows_per_task_and_status"].items())
+    )
+    where = summary["output"] + (f" [{summary['partition']}]" if summary["partition"] else "")
+    return (f"annotated {summary['images']} images into {summary['rows']} rows in {summary['wall_s']:.1f} s "
+            f"({summary['images_per_s']} images/s) -> {where} [{counts}]")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_MODEL = "google/paligemma2-3b-mix-448"
+# A partition key starts with a letter (a leading "_" or "." would hide it from Parquet readers) and is
+# not a row column; a value is one plain path segment (dates, ids).
+PARTITION_PATTERN = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)=([A-Za-z0-9][A-Za-z0-9._-]*)$")
 
 
 def _split(value: object, sep: str) -> object:
@@ -34,8 +39,18 @@ class JobConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    input: str = Field(description="Images to annotate: a directory, glob, file, .tar shard(s) or Parquet, "
-                       "local or gs:// / s3://.")
+    input: str | None = Field(default=None, description="Images to annotate: a directory, glob, file, .tar shard(s) "
+                              "or Parquet, local or gs:// / s3://. Give this or --input-manifest.")
+    input_manifest: str | None = Field(
+        default=None, description="A .parquet or .csv listing exactly the files to annotate (image files, .tar shards "
+        "or Parquet), one URI per row in --manifest-column; instead of --input.")
+    manifest_column: str = Field(default="uri", description="Column of --input-manifest holding the URIs.")
+    since: datetime.datetime | None = Field(
+        default=None, description="Only files under --input modified at or after this time (ISO 8601; UTC unless "
+        "it says otherwise), for incremental runs.")
+    until: datetime.datetime | None = Field(
+        default=None, description="Only files under --input modified before this time (ISO 8601; UTC unless it "
+        "says otherwise); with --since it makes a run's window exact.")
     output: str = Field(description="Directory of the output Parquet dataset (hive-partitioned by task).")
     tasks: list[str] = Field(description="Comma-separated tasks: caption, detect, segment, ocr, answer, question.")
     classes: list[str] = Field(default_factory=list, description="Comma-separated class names for detect and segment.")
@@ -63,7 +78,18 @@ class JobConfig(BaseModel):
     run_id: str | None = Field(default=None, description="Id stamped on every row; default a UTC timestamp.")
     address: str | None = Field(default=None,
                                 description="Ray cluster address; default RAY_ADDRESS, else a local Ray.")
-    overwrite: bool = Field(default=False, description="Replace an existing output dataset.")
+    overwrite: bool = Field(default=False, description="Replace an existing output dataset (all of it).")
+    partition: str | None = Field(
+        default=None, description="key=value (e.g. run_date=2026-11-22): write into this partition of --output, "
+        "replacing only it if it exists; other partitions are kept.")
+    summary_uri: str | None = Field(
+        default=None, description="Also write the run's JSON summary here, in every case (done, refused or "
+        "failed), for a scheduler to read.")
+    plan: bool = Field(default=False, description="List what the run would do (images, shards, requests, "
+                       "GPU-hours) and stop; loads no model and starts no Ray.")
+    requests_per_gpu_s: float | None = Field(
+        default=None, gt=0, description="Measured model requests (image x prompt) per second per GPU, for "
+        "--plan's GPU-hours estimate; a GPU run's summary reports it.")
 
     @field_validator("tasks", "classes", mode="before")
     @classmethod
@@ -83,6 +109,45 @@ class JobConfig(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError(f"a task is listed twice: {value}")
         return value
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc(cls, value: datetime.datetime | None) -> datetime.datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=datetime.timezone.utc)
+        return value
+
+    @field_validator("partition")
+    @classmethod
+    def _key_value(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        match = PARTITION_PATTERN.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not key=value (a key of letters, digits and _, starting with a letter; "
+                             "a value of letters, digits, '.', '_' and '-')")
+        if match.group(1) == "task":
+            raise ValueError("'task' is already the dataset's inner partition; choose another key")
+        return value
+
+    @model_validator(mode="after")
+    def _one_input(self) -> JobConfig:
+        if (self.input is None) == (self.input_manifest is None):
+            raise ValueError("give exactly one of --input and --input-manifest")
+        if self.input_manifest is not None and (self.since or self.until):
+            raise ValueError("--since and --until filter the listing of --input; a manifest already lists what "
+                             "to annotate")
+        if self.since and self.until and self.since >= self.until:
+            raise ValueError(f"--since {self.since.isoformat()} is not before --until {self.until.isoformat()}")
+        if self.partition and self.overwrite:
+            raise ValueError("--partition replaces only its own partition; --overwrite would replace the whole "
+                             "dataset, so give one or the other")
+        return self
+
+    @property
+    def partition_key_value(self) -> tuple[str, str] | None:
+        """(key, value) of --partition, or None."""
+        return tuple(self.partition.split("=", 1)) if self.partition else None
 
     def prompt_options(self) -> PromptOptions:
         return PromptOptions(
