@@ -201,7 +201,7 @@ def run_pipeline(model_dir: str, input_uri: str, output_uri: str, tasks: list[st
     from pipelines.model import image_size_of, load_processor
     from pipelines.read import resolve_inputs
     from pipelines.run import place_model
-    from pipelines.write import prepare_output, summarize, write_annotations
+    from pipelines.write import prepare_target, summarize, write_annotations
 
     cfg = JobConfig(input=input_uri, output=output_uri, tasks=tasks, classes=classes, model=model_dir,
                     batch_size=batch_size, num_actors=num_actors, overwrite=True, **(job_fields or {}))
@@ -209,7 +209,7 @@ def run_pipeline(model_dir: str, input_uri: str, output_uri: str, tasks: list[st
     try:
         plan = resolve_inputs(cfg.input, cfg.input_format)
         processor = load_processor(cfg.model)
-        filesystem, output_path = prepare_output(cfg.output, cfg.overwrite)
+        target = prepare_target(cfg.output, cfg.overwrite)
         placement = place_model(cfg.num_actors)
         if torch_threads:
             placement = dataclasses.replace(placement, torch_threads=torch_threads)
@@ -218,11 +218,11 @@ def run_pipeline(model_dir: str, input_uri: str, output_uri: str, tasks: list[st
             started = time.perf_counter()
             ds = build_dataset(cfg, plan, image_size_of(processor), int(processor.image_processor.resample),
                                placement, "benchmark", None, options)
-            write_annotations(ds, filesystem, output_path)
+            write_annotations(ds, target)
             finished = time.perf_counter()
         # perf_counter is the machine's monotonic clock, shared by the local workers' task stats.
         model_start = min(op.earliest_start_time for op in _operators(ds) if "GenerateStage" in op.operator_name)
-        counts = summarize(filesystem, output_path)
+        counts = summarize(target.filesystem, target.path)
         return {
             "seconds": finished - started,
             "steady_seconds": finished - model_start,

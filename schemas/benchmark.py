@@ -22,7 +22,7 @@ class BenchmarkConfig(BaseModel):
     images: int = Field(default=16, ge=1, description="Images labelled by each of the three ways.")
     tasks: list[str] = Field(default=["detect", "caption"], description="Comma-separated tasks.")
     classes: list[str] = Field(default=["car"], description="Comma-separated classes for detect.")
-    batch_size: int = Field(default=8, ge=1, description="Pipeline batch size (requests per generate call).")
+    batch_size: int = Field(default=16, ge=1, description="Pipeline batch size (requests per generate call).")
     sweep: list[int] = Field(default=[4, 8, 16], description="Comma-separated batch sizes for the model-only "
                              "ceiling; the best of them is the ceiling.")
     num_actors: int | None = Field(default=None, ge=1, description="Pipeline model actors (default as the job's).")
