@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import ray.data
 
 from pipelines.decode import decode_batch
-from pipelines.infer import GenerateStage
+from pipelines.infer import GenerateStage, StageOptions
 from pipelines.read import InputPlan, read_images
 from pipelines.validate import to_label_table
 from schemas.job import JobConfig
@@ -22,6 +22,7 @@ class ModelPlacement:
     num_actors: int
     gpus_per_actor: int  # 1 on a GPU cluster, 0 on CPU
     cpus_per_actor: float
+    torch_threads: int | None = None  # CPU actors: intra-op threads (Ray would leave torch one)
 
 
 def build_dataset(
@@ -32,9 +33,12 @@ def build_dataset(
     placement: ModelPlacement,
     run_id: str,
     vae: str | None = None,
+    stage_options: StageOptions = StageOptions(),
 ) -> ray.data.Dataset:
     """The lazy dataset of LabelRows; nothing runs until it is written. `vae` is the mask
     decoder file, needed when a task decodes masks."""
+    if placement.torch_threads:
+        stage_options = replace(stage_options, torch_threads=placement.torch_threads)
     ds = read_images(plan, cfg)
     ds = ds.map_batches(
         decode_batch, fn_kwargs={"size": image_size, "resample": resample}, batch_size=DECODE_BATCH_SIZE
@@ -48,6 +52,7 @@ def build_dataset(
             "options": cfg.prompt_options(),
             "batch_size": cfg.batch_size,
             "vae": vae,
+            "stage_options": stage_options,
         },
         compute=ray.data.ActorPoolStrategy(size=placement.num_actors),
         batch_size=cfg.batch_size,

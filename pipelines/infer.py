@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from pipelines.decode import describe_error
 from pipelines.mask_decoder import decode_masks, load_mask_decoder
@@ -29,6 +30,22 @@ OUTPUT_COLUMNS = (
 class _Request:
     row: int  # index of the image in the input batch
     prompt: str
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    """How the model stage runs; none of it changes an answer.
+
+    share_vision: encode each image once per input batch and give the features to every task's
+        `generate`, instead of letting each call run the vision tower on its own copy.
+    torch_threads: intra-op threads for a CPU actor (Ray starts workers with one).
+    fixed_length: benchmarks only: generate exactly each task's token budget
+        (`min_new_tokens = max_new_tokens`), so random weights cost what real answers do.
+    """
+
+    share_vision: bool = True
+    torch_threads: int | None = None
+    fixed_length: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,8 +79,12 @@ class GenerateStage:
         options: PromptOptions,
         batch_size: int,
         vae: str | None = None,
+        stage_options: StageOptions = StageOptions(),
     ):
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.stage_options = stage_options
+        if stage_options.torch_threads and self.device.type == "cpu":
+            torch.set_num_threads(stage_options.torch_threads)
         self.processor = load_processor(model, revision)
         self.model = load_model(model, revision, self.device)
         self.tasks = [get_task(name) for name in tasks]
@@ -74,7 +95,26 @@ class GenerateStage:
             raise ValueError(f"tasks {needs_vae} need the mask decoder file (vae)")
         self.mask_decoder = load_mask_decoder(vae, self.device) if needs_vae else None
 
-    def _generate(self, prompts: list[str], images: list[np.ndarray], max_new_tokens: int) -> list[Generation]:
+    def _image_features(self, pixels: np.ndarray, rows: list[int]) -> dict[int, torch.Tensor]:
+        """Projected vision features of `rows`, one (image tokens, width) tensor per row, computed
+        in batches of `batch_size`. A batch whose vision pass fails is left out: its requests then
+        go through `generate` with pixels, which marks them if it fails again."""
+        features: dict[int, torch.Tensor] = {}
+        processor = self.processor.image_processor
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start:start + self.batch_size]
+            try:
+                pixel_values = processor([pixels[row] for row in chunk], do_resize=False, return_tensors="pt")
+                pixel_values = pixel_values["pixel_values"].to(self.device, self.model.dtype)
+                with torch.inference_mode():
+                    encoded = self.model.model.get_image_features(pixel_values).pooler_output
+            except Exception:  # noqa: BLE001 - reported per request by the generate path
+                continue
+            features.update(zip(chunk, encoded))
+        return features
+
+    def _generate(self, prompts: list[str], images: list[np.ndarray], max_new_tokens: int,
+                  image_features: list[torch.Tensor] | None = None) -> list[Generation]:
         # "<image>" up front is how the processor wants the image placed; it yields the same ids
         # as the bare prompt and keeps it from warning on every call.
         inputs = self.processor(
@@ -88,10 +128,16 @@ class GenerateStage:
         # Keep token_type_ids: transformers 5 needs them for PaliGemma's bidirectional prefix.
         inputs = inputs.to(self.device)
         inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        if image_features is not None:
+            # generate's own hook for pre-encoded images: the vision tower is skipped.
+            del inputs["pixel_values"]
+            inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(
+                pooler_output=torch.stack(image_features))}
+        fixed = {"min_new_tokens": max_new_tokens} if self.stage_options.fixed_length else {}
         recorder = ChosenTokenLogprobs()
         with torch.inference_mode():
             output_ids = self.model.generate(
-                **inputs, max_new_tokens=max_new_tokens, do_sample=False, logits_processor=[recorder]
+                **inputs, max_new_tokens=max_new_tokens, do_sample=False, logits_processor=[recorder], **fixed
             )
         new_tokens = output_ids[:, inputs["input_ids"].shape[1]:]
         logprobs = recorder.finish(new_tokens)
@@ -129,6 +175,10 @@ class GenerateStage:
             for name, value in zip(OUTPUT_COLUMNS, values):
                 out[name].append(value)
 
+        features: dict[int, torch.Tensor] = {}
+        if self.stage_options.share_vision:
+            valid = [row for row, error in enumerate(batch[C.ERROR]) if not error]
+            features = self._image_features(batch[C.PIXELS], valid)
         for task in self.tasks:
             requests: list[_Request] = []
             for row, question in enumerate(batch[C.QUESTION]):
@@ -144,9 +194,11 @@ class GenerateStage:
             budget = task.max_new_tokens(self.options)
             for start in range(0, len(requests), self.batch_size):
                 chunk = requests[start:start + self.batch_size]
+                shared = [features.get(r.row) for r in chunk]
                 try:
                     generations = self._generate(
-                        [r.prompt for r in chunk], [batch[C.PIXELS][r.row] for r in chunk], budget
+                        [r.prompt for r in chunk], [batch[C.PIXELS][r.row] for r in chunk], budget,
+                        None if any(f is None for f in shared) else shared,
                     )
                     texts = [generation.text for generation in generations]
                 except Exception as err:  # a failed batch marks its own rows; the job goes on

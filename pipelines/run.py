@@ -47,7 +47,11 @@ def place_model(num_actors: int | None) -> ModelPlacement:
     gpus = int(ray.cluster_resources().get("GPU", 0))
     if gpus:
         return ModelPlacement(num_actors=num_actors or gpus, gpus_per_actor=1, cpus_per_actor=1)
-    return ModelPlacement(num_actors=num_actors or 1, gpus_per_actor=0, cpus_per_actor=1)
+    # Ray starts a 1-CPU worker with one torch thread; the model is the bulk of the work, so a CPU
+    # actor gets the node's cores (measured in jobs/benchmark.py; read and decode still fit).
+    actors = num_actors or 1
+    threads = max(1, int(ray.cluster_resources().get("CPU", 1)) // actors)
+    return ModelPlacement(num_actors=actors, gpus_per_actor=0, cpus_per_actor=1, torch_threads=threads)
 
 
 def check_vae(cfg: JobConfig) -> str:

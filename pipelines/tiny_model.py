@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +32,14 @@ RESAMPLE = 3  # PIL bicubic, as in the released PaliGemma preprocessor configs
 _SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>"]
 
 
-def build_tiny_tokenizer(corpus: Sequence[str] = ()) -> GemmaTokenizer:
+def build_tiny_tokenizer(corpus: Sequence[str] = (), pad_vocab_to: int = 0) -> GemmaTokenizer:
     """A Gemma-style tokenizer with byte fallback, so no text maps to <unk>.
 
     Without a corpus it is character-level. With one, BPE merges are learnt from it inside words
     (a word starts at a space, written "▁" as in Gemma), so the corpus's words become single
     tokens like Gemma's "▁circle"; any other text still falls back to characters and bytes.
+    `pad_vocab_to` appends never-produced `<unusedN>` tokens up to that size, so a model can have
+    a real-size vocabulary (and output head) whose every id still decodes.
     """
     chars = ["\n", "\u2581"] + list(string.ascii_letters + string.digits + string.punctuation)
     byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
@@ -54,6 +56,8 @@ def build_tiny_tokenizer(corpus: Sequence[str] = ()) -> GemmaTokenizer:
         merges = [tuple(pair) for pair in learnt["merges"]]
         for left, right in merges:
             vocab.setdefault(left + right, len(vocab))
+    for filler in range(pad_vocab_to - len(vocab)):
+        vocab[f"<unused{filler}>"] = len(vocab)
     backend = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True))
     backend.normalizer = normalizers.Replace(" ", "\u2581")
     if corpus:
@@ -74,6 +78,9 @@ def build_tiny_paligemma(
     hidden_size: int = 32,
     num_layers: int = 2,
     corpus: Sequence[str] = (),
+    text_overrides: Mapping[str, object] | None = None,
+    vision_overrides: Mapping[str, object] | None = None,
+    pad_vocab_to: int = 0,
 ) -> tuple[PaliGemmaForConditionalGeneration, PaliGemmaProcessor]:
     """Build a PaliGemma 2 flavoured model (gemma2 text config) and its processor.
 
@@ -85,6 +92,9 @@ def build_tiny_paligemma(
         hidden_size: width of both towers (4 heads; MLPs twice as wide).
         num_layers: depth of each tower.
         corpus: texts to learn word tokens from (see `build_tiny_tokenizer`).
+        text_overrides, vision_overrides: gemma2 / SigLIP config fields replacing the ones derived
+            from `hidden_size` and `num_layers` (benchmark models of realistic shapes).
+        pad_vocab_to: tokenizer size before the processor adds <image>, <loc> and <seg> tokens.
     """
     num_image_tokens = (image_size // patch_size) ** 2
     image_processor = SiglipImageProcessor(
@@ -94,7 +104,8 @@ def build_tiny_paligemma(
         resample=RESAMPLE,
         image_seq_length=num_image_tokens,
     )
-    processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=build_tiny_tokenizer(corpus))
+    tokenizer = build_tiny_tokenizer(corpus, pad_vocab_to)
+    processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer)
     # The embedding must cover <image> and every loc/seg id; PaliGemma pads it to a multiple of 64.
     vocab_size = ((len(processor.tokenizer) + 63) // 64) * 64
     text_config = dict(
@@ -113,7 +124,7 @@ def build_tiny_paligemma(
         bos_token_id=2,
         eos_token_id=1,
         tie_word_embeddings=tie_word_embeddings,
-    )
+    ) | dict(text_overrides or {})
     vision_config = dict(
         model_type="siglip_vision_model",
         image_size=image_size,
@@ -123,12 +134,12 @@ def build_tiny_paligemma(
         num_hidden_layers=num_layers,
         num_attention_heads=4,
         vision_use_head=False,
-    )
+    ) | dict(vision_overrides or {})
     config = PaliGemmaConfig(
         text_config=text_config,
         vision_config=vision_config,
         image_token_index=processor.image_token_id,
-        projection_dim=hidden_size,
+        projection_dim=text_config["hidden_size"],
         tie_word_embeddings=tie_word_embeddings,
         pad_token_id=0,
         bos_token_id=2,

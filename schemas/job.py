@@ -72,7 +72,7 @@ class JobConfig(BaseModel):
     uri_column: str | None = Field(default=None, description="Parquet column with the image's source URI.")
     question_column: str | None = Field(default=None,
                                         description="Parquet column with a per-image question (answer task).")
-    batch_size: int = Field(default=8, ge=1, description="Requests per generate call (images per model batch).")
+    batch_size: int = Field(default=16, ge=1, description="Requests per generate call (images per model batch).")
     num_actors: int | None = Field(default=None, ge=1,
                                    description="Model actors; default one per GPU, or 1 on a CPU-only cluster.")
     run_id: str | None = Field(default=None, description="Id stamped on every row; default a UTC timestamp.")

@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from pipelines.infer import OUTPUT_COLUMNS, GenerateStage, Generation
+from pipelines.infer import OUTPUT_COLUMNS, GenerateStage, Generation, StageOptions
 from pipelines.mask_decoder import find_vae
+from pipelines.tasks.registry import get_task
 from schemas import columns as C
-from schemas.columns import unpack_mask_logits
+from schemas.columns import unpack_mask_logits, unpack_token_logprobs
 from schemas.job import PromptOptions
 
 
@@ -87,8 +88,8 @@ def test_segment_masks_of_a_batch_are_decoded_in_one_call(tiny_model_dir, monkey
          + " car", "<loc0000><loc0000><loc0512><loc0512><seg001> car", "<loc0000><loc0000><loc0512><loc0512>" + codes],
         ["<loc0000><loc0000><loc0512><loc0512> car"] * 3,
     ])
-    monkeypatch.setattr(stage, "_generate",
-                        lambda prompts, images, budget: [Generation.unscored(text) for text in next(answers)])
+    monkeypatch.setattr(stage, "_generate", lambda prompts, images, budget, features=None: [
+        Generation.unscored(text) for text in next(answers)])
     decoder_batches = []
     real_forward = stage.mask_decoder.forward
     monkeypatch.setattr(stage.mask_decoder, "forward", lambda x: decoder_batches.append(len(x)) or real_forward(x))
@@ -119,8 +120,39 @@ def test_a_failing_mask_decoder_keeps_the_answers(tiny_model_dir, monkeypatch):
     monkeypatch.setattr(stage.mask_decoder, "forward", out_of_memory)
     answer = "<loc0000><loc0000><loc0512><loc0512>" + "".join(f"<seg{c:03d}>" for c in range(16)) + " car"
     monkeypatch.setattr(stage, "_generate",
-                        lambda prompts, images, budget: [Generation.unscored(answer)] * len(prompts))
+                        lambda prompts, images, budget, features=None: [Generation.unscored(answer)] * len(prompts))
     out = stage(decoded_batch(["", ""]))
     assert list(out[C.STATUS]) == ["model_error"] * 2
     assert list(out[C.ERROR]) == ["mask decoder: RuntimeError: CUDA out of memory (injected)"] * 2
     assert list(out[C.RAW_OUTPUT]) == [answer] * 2
+
+
+def test_shared_vision_features_encode_each_image_once_and_change_no_answer(tiny_model_dir, monkeypatch):
+    options = PromptOptions(classes=("car",))
+    batch = decoded_batch(["", "OSError: broken", "", ""])
+    outputs, encoded = {}, {}
+    for share in (True, False):
+        stage = GenerateStage(tiny_model_dir, None, ["detect", "caption"], options, batch_size=2,
+                              stage_options=StageOptions(share_vision=share))
+        encoded[share] = []
+        real = stage.model.model.get_image_features
+        monkeypatch.setattr(stage.model.model, "get_image_features",
+                            lambda pixel_values, **kw: encoded[share].append(len(pixel_values)) or real(pixel_values,
+                                                                                                         **kw))
+        outputs[share] = stage(batch)
+    assert encoded[True] == [2, 1]  # the 3 decodable images, once, in batches of 2
+    assert encoded[False] == [2, 1, 2, 1]  # once per task
+    assert list(outputs[True][C.RAW_OUTPUT]) == list(outputs[False][C.RAW_OUTPUT])
+    for shared, plain in zip(outputs[True][C.TOKEN_LOGPROBS], outputs[False][C.TOKEN_LOGPROBS]):
+        np.testing.assert_allclose(unpack_token_logprobs(shared), unpack_token_logprobs(plain), rtol=1e-4, atol=1e-5)
+
+
+def test_fixed_length_generates_the_whole_budget(tiny_model_dir, monkeypatch):
+    stage = GenerateStage(tiny_model_dir, None, ["caption"], PromptOptions(), batch_size=2,
+                          stage_options=StageOptions(fixed_length=True))
+    lengths = []
+    real = stage.model.generate
+    monkeypatch.setattr(stage.model, "generate", lambda **kw: lengths.append(
+        (out := real(**kw)).shape[1] - kw["input_ids"].shape[1]) or out)
+    stage(decoded_batch(["", ""]))
+    assert lengths == [get_task("caption").max_new_tokens(PromptOptions())]

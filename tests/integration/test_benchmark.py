@@ -1,0 +1,38 @@
+"""The throughput benchmark end to end on the tiny model: its report, not its speed."""
+
+import json
+
+import pytest
+
+from pipelines.benchmark import run_benchmark, table, write_results
+from schemas.benchmark import BenchmarkConfig
+
+pytestmark = pytest.mark.integration
+
+
+def test_benchmark_reports_consistent_positive_figures(tmp_path):
+    cfg = BenchmarkConfig(output=str(tmp_path / "bench.json"), model="tiny", image_size=32, images=3,
+                          tasks=["detect", "caption"], classes=["car"], batch_size=2, sweep=[1, 2],
+                          workdir=str(tmp_path / "work"))
+    results = run_benchmark(cfg)
+    path, png = write_results(results, cfg.output)
+    saved = json.loads(path.read_text())
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for key in ("naive_images_per_s", "ceiling_images_per_s", "pipeline_images_per_s",
+                "pipeline_end_to_end_images_per_s"):
+        assert saved[key] > 0
+    assert saved["ceiling_images_per_s"] == max(saved["ceiling_images_per_s_by_batch_size"].values())
+    assert saved["pipeline_vs_naive"] == pytest.approx(saved["pipeline_images_per_s"] / saved["naive_images_per_s"],
+                                                       rel=1e-2)
+    assert saved["pipeline_vs_ceiling"] == pytest.approx(
+        saved["pipeline_images_per_s"] / saved["ceiling_images_per_s"], rel=1e-2)
+    # the pipeline labelled every image once per request, and its steady window lies inside its run
+    assert saved["pipeline"]["images"] == 3 and saved["pipeline"]["rows"] == 3 * len(saved["requests_per_image"])
+    assert 0 < saved["pipeline"]["steady_seconds"] <= saved["pipeline"]["seconds"]
+    operators = " ".join(stage["operator"] for stage in saved["pipeline_stages"])
+    assert "ReadBinary" in operators and "GenerateStage" in operators and "Write" in operators
+    memory = saved["peak_memory_mib"]
+    assert memory["pipeline_driver"] > 0 and memory["naive_process"] > 0
+    assert any("GenerateStage" in name and mib > 0 for name, mib in memory["pipeline_workers"].items())
+    assert saved["model_gflops_per_image"]["total"] > 0
+    assert "pipeline, batch 2" in table(saved)
