@@ -17,9 +17,11 @@ def parser_for(model: type[BaseModel], description: str) -> argparse.ArgumentPar
     for name, info in model.model_fields.items():
         flag = "--" + name.replace("_", "-")
         default = None if info.is_required() else info.get_default(call_default_factory=True)
-        help_text = (info.description or "") + ("" if info.is_required() else f" (default: {default})")
+        # argparse %-formats help texts: a literal "%" (e.g. "within 20%") must be doubled.
+        description = (info.description or "").replace("%", "%%")
+        help_text = description + ("" if info.is_required() else f" (default: {default})".replace("%", "%%"))
         if info.annotation is bool:
-            parser.add_argument(flag, dest=name, action="store_true", default=None, help=info.description)
+            parser.add_argument(flag, dest=name, action="store_true", default=None, help=description)
         else:
             choices = typing.get_args(info.annotation) if typing.get_origin(info.annotation) is typing.Literal else None
             parser.add_argument(flag, dest=name, required=info.is_required(), choices=choices, help=help_text)
