@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fsspec
+import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
 
@@ -13,3 +14,8 @@ def arrow_filesystem(filesystem: fsspec.AbstractFileSystem) -> pafs.FileSystem:
     make Ray build pyarrow's own GCS client, which ignores them.
     """
     return pafs.PyFileSystem(pafs.FSSpecHandler(filesystem))
+
+
+def annotation_dataset(filesystem: fsspec.AbstractFileSystem, path: str) -> pads.Dataset:
+    """A written annotation dataset, unread: its Parquet files with the hive partition columns (`task`, ...)."""
+    return pads.dataset(path, filesystem=arrow_filesystem(filesystem), format="parquet", partitioning="hive")

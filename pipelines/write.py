@@ -9,11 +9,10 @@ from dataclasses import dataclass
 import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 import ray.data
 from fsspec.implementations.local import LocalFileSystem
 
-from pipelines.storage import arrow_filesystem
+from pipelines.storage import annotation_dataset, arrow_filesystem
 
 PARTITION_COLUMNS = ["task"]
 SUMMARY_FILE = "_summary.json"  # leading underscore: Parquet readers skip it
@@ -112,19 +111,14 @@ def _write_parquet(ds: ray.data.Dataset, filesystem: fsspec.AbstractFileSystem, 
     ds.write_parquet(path, filesystem=arrow_filesystem(filesystem), partition_cols=PARTITION_COLUMNS)
 
 
-def _annotations(filesystem: fsspec.AbstractFileSystem, path: str) -> pads.Dataset:
-    return pads.dataset(path, filesystem=arrow_filesystem(filesystem), format="parquet", partitioning="hive")
-
-
 def read_annotations(uri: str, columns: list[str] | None = None) -> pa.Table:
     """A written annotation dataset (local or object storage) as one table, `task` included."""
-    filesystem, path = fsspec.core.url_to_fs(uri)
-    return _annotations(filesystem, path).to_table(columns=columns)
+    return annotation_dataset(*fsspec.core.url_to_fs(uri)).to_table(columns=columns)
 
 
 def summarize(filesystem: fsspec.AbstractFileSystem, path: str) -> dict:
     """Counts read back from what was written: rows per task and status, distinct images."""
-    dataset = _annotations(filesystem, path) if filesystem.exists(path) else None
+    dataset = annotation_dataset(filesystem, path) if filesystem.exists(path) else None
     if dataset is None or not dataset.files:
         return {"rows": 0, "images": 0, "rows_per_task_and_status": {}}
     table = dataset.to_table(columns=["task", "status", "image_id"])

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import fsspec
 import pyarrow.dataset as pads
 
-from pipelines.storage import arrow_filesystem
+from pipelines.storage import annotation_dataset
 
 DEFAULT_BATCH_SIZE = 1024
 
@@ -57,16 +57,11 @@ class UrlMap:
         return source_uri
 
 
-def annotation_dataset(uri: str) -> pads.Dataset:
-    filesystem, path = fsspec.core.url_to_fs(uri)
-    return pads.dataset(path, filesystem=arrow_filesystem(filesystem), format="parquet", partitioning="hive")
-
-
 def iter_rows(
     uri: str, columns: Sequence[str], row_filter: RowFilter = RowFilter(), batch_size: int = DEFAULT_BATCH_SIZE
 ) -> Iterator[list[dict]]:
     """The dataset's rows as lists of at most `batch_size` dicts holding `columns`."""
-    dataset = annotation_dataset(uri)
+    dataset = annotation_dataset(*fsspec.core.url_to_fs(uri))
     condition = None
     if row_filter.tasks:
         condition = pads.field("task").isin(list(row_filter.tasks))
