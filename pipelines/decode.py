@@ -18,22 +18,27 @@ def describe_error(err: BaseException) -> str:
 
 
 def decode_image(data: bytes, size: int, resample: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """Decode, orient as displayed (EXIF), convert to RGB and resize to size x size.
+    """Decode as displayed (`displayed_image`) and resize to size x size.
 
     Returns:
         (pixels, image_wh): uint8 array (size, size, 3) and the original (width, height) after
         EXIF rotation, which is the frame boxes are reported in.
     """
+    image = displayed_image(data)
+    return to_model_pixels(image, size, resample), image.size
+
+
+def displayed_image(data: bytes) -> Image.Image:
+    """Encoded bytes -> the RGB image as displayed: EXIF orientation applied, transparency on white."""
     with Image.open(io.BytesIO(data)) as image:
         image = ImageOps.exif_transpose(image)
-        image_wh = image.size
         if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
             # Composite transparency onto white: dropping alpha would expose whatever colour the
             # transparent pixels happen to hold.
             rgba = image.convert("RGBA")
             image = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             image.alpha_composite(rgba)
-        return to_model_pixels(image, size, resample), image_wh
+        return image.convert("RGB")
 
 
 def to_model_pixels(image: Image.Image, size: int, resample: int) -> np.ndarray:

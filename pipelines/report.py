@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import heapq
 import html
-import io
 import tarfile
 import textwrap
 from collections import Counter, defaultdict
@@ -20,8 +19,9 @@ from pathlib import Path
 
 import fsspec
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont
 
+from pipelines.decode import displayed_image
 from pipelines.export.source import DEFAULT_BATCH_SIZE, iter_rows
 from schemas.annotations import Rle
 
@@ -94,7 +94,7 @@ def lowest_score(rows: list[dict]) -> float:
 
 
 def read_image(source_uri: str) -> Image.Image:
-    """The image a row came from, displayed as the pipeline saw it (EXIF orientation applied).
+    """The image a row came from, as the pipeline saw it (`decode.displayed_image`).
     Plain files and WebDataset members (`shard.tar#key.ext`) are read; Parquet rows are not."""
     path, _, member = source_uri.partition("#")
     with fsspec.open(path, "rb") as handle:
@@ -105,7 +105,7 @@ def read_image(source_uri: str) -> Image.Image:
                 data = tar.extractfile(member).read()
         else:
             data = handle.read()
-    return ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    return displayed_image(data)
 
 
 def draw_image(rows: list[dict]) -> Image.Image:
