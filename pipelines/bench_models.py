@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
 
-from pipelines.tiny_model import build_tiny_paligemma
+from pipelines.tiny_model import build_tiny_paligemma, save_checkpoint
 
 # Per model: patch size, gemma2 text overrides, SigLIP overrides, tokenizer size before the
 # processor adds <image>, 1024 <loc> and 128 <seg> tokens (0: the tiny tokenizer as it is).
@@ -55,10 +55,7 @@ def build_benchmark_model(
 
 def save_benchmark_model(name: str, image_size: int, output_dir: str | Path, device: str = "cpu") -> Path:
     """Build and `save_pretrained` it, so the benchmark loads it through the pipeline's real path."""
-    model, processor = build_benchmark_model(name, image_size, device)
-    model.save_pretrained(output_dir, safe_serialization=True)
-    processor.save_pretrained(output_dir)
-    return Path(output_dir)
+    return save_checkpoint(*build_benchmark_model(name, image_size, device), output_dir)
 
 
 def parameter_counts(config: PaliGemmaConfig) -> dict[str, int]:

@@ -183,7 +183,7 @@ def save_scripted_paligemma(output_dir: str | Path, answer: str, with_vae: bool 
     """Save a tiny PaliGemma that answers `answer` to everything (see `script_answer`)."""
     model, processor = build_tiny_paligemma(seed=seed, tie_word_embeddings=False)
     script_answer(model, processor, answer)
-    return _save_checkpoint(model, processor, output_dir, with_vae, seed)
+    return save_checkpoint(model, processor, output_dir, with_vae, seed)
 
 
 def random_vae_arrays(embedding_dim: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
@@ -217,10 +217,10 @@ def save_tiny_paligemma(output_dir: str | Path, with_vae: bool = True, **kwargs)
     """Build the tiny model and save weights (safetensors) and processor files to `output_dir`,
     with a random mask decoder beside them as `vae-oid.npz` (found there by `--tasks segment`)."""
     model, processor = build_tiny_paligemma(**kwargs)
-    return _save_checkpoint(model, processor, output_dir, with_vae, kwargs.get("seed", 0))
+    return save_checkpoint(model, processor, output_dir, with_vae, kwargs.get("seed", 0))
 
 
-def _save_checkpoint(model, processor, output_dir: str | Path, with_vae: bool, seed: int) -> Path:
+def save_checkpoint(model, processor, output_dir: str | Path, with_vae: bool = False, seed: int = 0) -> Path:
     """Weights (safetensors) and processor files, plus a random `vae-oid.npz` when asked."""
     output_dir = Path(output_dir)
     model.save_pretrained(output_dir, safe_serialization=True)
