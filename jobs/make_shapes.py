@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from pipelines.shapes import FORMATS, write_shapes  # noqa: E402
+from pipelines.shapes import FORMATS, SIZE_RANGE, write_shapes  # noqa: E402
 
 
 def main() -> None:
@@ -17,8 +17,10 @@ def main() -> None:
     parser.add_argument("--output", required=True, help="Directory or fsspec URI (gs://, s3://) to write to.")
     parser.add_argument("--format", choices=FORMATS, default="images", help="Image layout (default: images).")
     parser.add_argument("--shard-size", type=int, default=100, help="Samples per .tar/.parquet (default: 100).")
-    parser.add_argument("--min-size", type=int, default=96, help="Smallest image side in pixels (default: 96).")
-    parser.add_argument("--max-size", type=int, default=320, help="Largest image side in pixels (default: 320).")
+    parser.add_argument("--min-size", type=int, default=SIZE_RANGE[0],
+                        help=f"Smallest image side in pixels (default: {SIZE_RANGE[0]}).")
+    parser.add_argument("--max-size", type=int, default=SIZE_RANGE[1],
+                        help=f"Largest image side in pixels (default: {SIZE_RANGE[1]}).")
     parser.add_argument("--noise", type=int, default=0, help="Background noise, +- levels per pixel (default: 0).")
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing, non-empty output.")
     args = parser.parse_args()

@@ -19,7 +19,8 @@ VQ-VAE trained first (`pipelines/mask_vae.py`). Images reach the model through t
 resize (`to_model_pixels`), and prompts come from the task registry, so training sees exactly
 what the pipeline sends.
 
-Status: the recipe does not reach useful accuracy yet (README, "Training a small shapes PaliGemma").
+The committed checkpoint `tests/data/shapes-paligemma/` is this module's output with the defaults; its
+measured quality is in the README ("The small shapes checkpoint").
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from pipelines.decode import to_model_pixels
 from pipelines.geometry import LOC_BINS, box_xyxy_px_to_loc_yxyx_1024
 from pipelines.mask_decoder import VAE_FILENAME
 from pipelines.mask_vae import mask_in_box, reconstruction_iou, save_vae, train_mask_vae
-from pipelines.shapes import SHAPES, Scene, ShapeObject, draw_scene
+from pipelines.shapes import SHAPES, SIZE_RANGE, Scene, ShapeObject, draw_scene
 from pipelines.tasks.registry import get_task
 from pipelines.tiny_model import RESAMPLE, build_tiny_paligemma
 from schemas.job import PromptOptions
@@ -55,7 +56,7 @@ class TrainConfig:
 
     images: int = 6000  # training scenes, image i drawn from default_rng([seed, i])
     seed: int = 0
-    steps: int = 2100
+    steps: int = 2400
     batch_size: int = 32
     learning_rate: float = 3e-3
     warmup_steps: int = 100
@@ -69,7 +70,7 @@ class TrainConfig:
     vae_steps: int = 300
     vae_embedding_dim: int = 32
     threads: int = 2
-    size_range: tuple[int, int] = (96, 320)
+    size_range: tuple[int, int] = SIZE_RANGE
 
 
 @dataclass(frozen=True)
@@ -126,18 +127,25 @@ def scene_examples(index: int, scene: Scene, codes: list[np.ndarray], rng: np.ra
     return examples
 
 
-def init_loc_head(model: PaliGemmaForConditionalGeneration, processor: PaliGemmaProcessor) -> None:
-    """Give the output rows of the 1024 `<loc>` tokens a sinusoidal code of their bin, so
-    neighbouring bins start close and a near miss costs little from the first step (measured on a
-    tied-embedding model: median loc error 56 instead of 66 bins after 700 detect-only steps)."""
-    ids = processor.tokenizer.convert_tokens_to_ids([f"<loc{i:04d}>" for i in range(LOC_BINS)])
-    weight = model.lm_head.weight
-    half = weight.shape[1] // 2
+def init_loc_embeddings(model: PaliGemmaForConditionalGeneration, processor: PaliGemmaProcessor) -> None:
+    """Give the 1024 `<loc>` tokens a sinusoidal code of their bin, in the output head and in the input
+    embedding (they are untied), so neighbouring bins start close.
+
+    In the head, a near miss then costs little from the first step (tied model, 700 detect-only steps:
+    median loc error 56 instead of 66 bins). In the input, the tokens already written tell the model
+    where the object is before it has seen each of the 1024 bins often: the label and the next
+    coordinate depend on it (700 detect-only steps: mAP@.5 0.197 instead of 0.179, objects found at
+    IoU >= 0.5 77% instead of 60%).
+    """
+    ids = torch.as_tensor(processor.tokenizer.convert_tokens_to_ids([f"<loc{i:04d}>" for i in range(LOC_BINS)]))
+    head, embedding = model.lm_head.weight, model.get_input_embeddings().weight
+    half = head.shape[1] // 2
     periods = torch.logspace(math.log10(8), math.log10(4 * LOC_BINS), half)
     angles = torch.arange(LOC_BINS, dtype=torch.float32)[:, None] * (2 * math.pi / periods)[None]
-    code = torch.cat([angles.sin(), angles.cos()], dim=1) * weight.std().item()
+    code = torch.cat([angles.sin(), angles.cos()], dim=1)
     with torch.no_grad():
-        weight[torch.as_tensor(ids)] = code
+        head[ids] = code * head.std().item()
+        embedding[ids] = code * (embedding.std() / code.std()).item()  # the other embeddings' scale
 
 
 def _learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -225,7 +233,7 @@ def train_shapes(output: str | Path, cfg: TrainConfig = TrainConfig(), log_every
     model, processor = build_tiny_paligemma(image_size=cfg.image_size, patch_size=cfg.patch_size, seed=cfg.seed,
                                             hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, corpus=corpus,
                                             tie_word_embeddings=False)
-    init_loc_head(model, processor)
+    init_loc_embeddings(model, processor)
     loc_ids = (processor.tokenizer.convert_tokens_to_ids("<loc0000>"), processor.tokenizer.convert_tokens_to_ids(
         f"<loc{LOC_BINS - 1:04d}>"))
     # Saved as built (left padding, Gemma's side for batched generation), before training pads right:

@@ -12,7 +12,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from pipelines.read import resolve_inputs
-from pipelines.shapes import COLORS, SHAPES, caption_for, draw_scene, write_shapes
+from pipelines.shapes import COLORS, SHAPES, SIZE_RANGE, caption_for, draw_scene, write_shapes
 from schemas import Rle
 
 CAPTION = re.compile(r"^a \w+ \w+((, a \w+ \w+)* and a \w+ \w+)?$")
@@ -42,7 +42,8 @@ def test_masks_boxes_and_pixels_agree_exactly(scenes):
 
 def test_sizes_classes_and_colours_vary(scenes):
     assert len({(s.width, s.height) for s in scenes}) > 30 and any(s.width != s.height for s in scenes)
-    assert all(96 <= s.width <= 320 and 96 <= s.height <= 320 for s in scenes)
+    low, high = SIZE_RANGE
+    assert all(low <= s.width <= high and low <= s.height <= high for s in scenes)
     objects = [obj for s in scenes for obj in s.objects]
     assert {obj.category for obj in objects} == set(SHAPES) and {obj.color for obj in objects} == set(COLORS)
     assert {len(s.objects) for s in scenes} == {1, 2, 3}
