@@ -1,7 +1,8 @@
-"""`python jobs/annotate.py ...` as a user runs it on a laptop: it starts its own local Ray."""
+"""The README's demo, as a user runs it on a laptop: `jobs/annotate.py` starts its own local Ray."""
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -16,27 +17,34 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_cli_on_the_bundled_samples(tmp_path, tiny_model_dir):
+def readme_demo_commands() -> list[list[str]]:
+    """The `.venv/bin/python jobs/...` steps of the README's first quick-start command."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    command = lines[next(i for i, line in enumerate(lines) if line.startswith("# 1.")) + 1]
+    steps = [shlex.split(step) for step in command.split(" && ")]
+    return [step for step in steps if step[0] == ".venv/bin/python"]
+
+
+def test_the_readme_demo_annotates_and_scores_the_bundled_shapes(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    result = subprocess.run(
-        [sys.executable, "jobs/annotate.py", "--input", "tests/data/samples", "--output", str(tmp_path / "out"),
-         "--model", tiny_model_dir, "--tasks", "segment,detect,caption", "--classes", "car,person", "--run-id", "cli"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )
+    output = str(tmp_path / "demo")
+    annotate, evaluate = ([sys.executable] + [output if arg == "out/demo" else arg for arg in step[1:]]
+                          for step in readme_demo_commands())
+    assert annotate[1:2] == ["jobs/annotate.py"] and evaluate[1:2] == ["jobs/evaluate.py"]
+
+    result = subprocess.run(annotate, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    last_line = result.stdout.strip().splitlines()[-1]
-    assert last_line.startswith("annotated 5 images into 15 rows in ")
-    summary = json.loads((tmp_path / "out" / "_summary.json").read_text())
-    assert summary["rows"] == 15 and summary["images"] == 5 and summary["run_id"] == "cli"
-    assert set(summary["rows_per_task_and_status"]) == {"segment", "detect", "caption"}
-    table = read_output(str(tmp_path / "out"))
-    assert table.num_rows == 15
+    assert result.stdout.strip().splitlines()[-1].startswith("annotated 6 images into 18 rows in ")
+    summary = json.loads((tmp_path / "demo" / "_summary.json").read_text())
+    assert summary["rows"] == 18 and summary["images"] == 6
+    table = read_output(output)
     keys = list(zip(*(table.column(c).to_pylist() for c in ("source_uri", "task"))))
-    assert len(set(keys)) == 15
-    # a random model's segment answers are noise: each row is a valid mask row or says why not
+    assert len(keys) == len(set(keys)) == 18
     for row in table.to_pylist():
-        validated = LabelRow.model_validate(row, context={"classes": ("car", "person")})
-        assert row["status"] in ("ok", "invalid_output")
-        assert (row["status"] == "ok") == (row["error"] is None)
-        if row["task"] != "segment":
-            assert validated.masks == []
+        LabelRow.model_validate(row, context={"classes": ("circle", "square", "triangle")})
+        assert row["status"] in ("ok", "invalid_output") and (row["status"] == "ok") == (row["error"] is None)
+
+    result = subprocess.run(evaluate, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "18 rows for 6 ground-truth images" in result.stdout
+    assert "detect" in result.stdout and "mAP@.5" in result.stdout
