@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -24,6 +26,32 @@ OUTPUT_COLUMNS = (
     C.IMAGE_ID, C.SOURCE_URI, C.WIDTH, C.HEIGHT, C.TASK, C.PROMPT, C.RAW_OUTPUT, C.MASK_LOGITS, C.TOKEN_LOGPROBS,
     C.TOKEN_ENDS, C.STATUS, C.ERROR
 )
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def run_in_halves(run: Callable[[Sequence[T]], list[R]], items: Sequence[T],
+                  on_failure: Callable[[BaseException], None] = lambda err: None) -> list[R | BaseException]:
+    """`run(items)`, one result per item. When it raises, the items are retried in two halves, and
+    so on down to single items, so one bad request or a batch too large for the accelerator's memory
+    costs only the items that fail alone; each of those gets its exception instead of a result.
+    `on_failure` sees every exception (to free memory before the retry)."""
+    try:
+        return list(run(items))
+    except Exception as err:  # noqa: BLE001 - any failure is retried smaller, then reported per item
+        on_failure(err)
+        if len(items) == 1:
+            return [err]
+        middle = len(items) // 2
+        return run_in_halves(run, items[:middle], on_failure) + run_in_halves(run, items[middle:], on_failure)
+
+
+def _release_accelerator_memory(err: BaseException) -> None:
+    """After an out-of-memory error, hand cached blocks back before the smaller retry."""
+    if isinstance(err, torch.OutOfMemoryError) and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 @dataclass
@@ -194,17 +222,21 @@ class GenerateStage:
             budget = task.max_new_tokens(self.options)
             for start in range(0, len(requests), self.batch_size):
                 chunk = requests[start:start + self.batch_size]
-                shared = [features.get(r.row) for r in chunk]
-                try:
-                    generations = self._generate(
-                        [r.prompt for r in chunk], [batch[C.PIXELS][r.row] for r in chunk], budget,
-                        None if any(f is None for f in shared) else shared,
-                    )
-                    texts = [generation.text for generation in generations]
-                except Exception as err:  # a failed batch marks its own rows; the job goes on
-                    for r in chunk:
-                        emit(r.row, task.name, r.prompt, "", Status.MODEL_ERROR, describe_error(err))
+
+                def generate(part: Sequence[_Request]) -> list[Generation]:
+                    shared = [features.get(r.row) for r in part]
+                    return self._generate([r.prompt for r in part], [batch[C.PIXELS][r.row] for r in part], budget,
+                                          None if any(f is None for f in shared) else shared)
+
+                results = run_in_halves(generate, chunk, _release_accelerator_memory)
+                for r, result in zip(chunk, results):  # a request that fails alone is marked; the job goes on
+                    if isinstance(result, BaseException):
+                        emit(r.row, task.name, r.prompt, "", Status.MODEL_ERROR, describe_error(result))
+                answered = [(r, result) for r, result in zip(chunk, results) if not isinstance(result, BaseException)]
+                if not answered:
                     continue
+                chunk, generations = (list(side) for side in zip(*answered))
+                texts = [generation.text for generation in generations]
                 try:
                     mask_logits = self._decode_masks(texts) if task.decodes_masks else [b""] * len(texts)
                 except Exception as err:  # the answers stand; only their masks are lost

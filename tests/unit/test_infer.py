@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
+import torch
 
-from pipelines.infer import OUTPUT_COLUMNS, GenerateStage, Generation, StageOptions
+from pipelines.infer import OUTPUT_COLUMNS, GenerateStage, Generation, StageOptions, run_in_halves
 from pipelines.mask_decoder import find_vae
 from pipelines.tasks.registry import get_task
 from schemas import columns as C
@@ -43,23 +44,67 @@ def test_every_image_and_prompt_gets_exactly_one_row(stage):
     assert broken == ["OSError: broken"] * 4
 
 
-def test_a_failing_generate_marks_only_its_batch(stage, monkeypatch):
+def test_run_in_halves_isolates_the_items_that_fail_alone():
+    calls = []
+
+    def run(items):
+        calls.append(list(items))
+        if "bad" in items:
+            raise ValueError("bad item")
+        return [item.upper() for item in items]
+
+    results = run_in_halves(run, ["a", "b", "bad", "c", "d"])
+    assert results[:2] == ["A", "B"] and results[3:] == ["C", "D"]
+    assert isinstance(results[2], ValueError)
+    assert calls == [["a", "b", "bad", "c", "d"], ["a", "b"], ["bad", "c", "d"], ["bad"], ["c", "d"]]
+
+
+def test_run_in_halves_shrinks_a_batch_until_it_fits():
+    seen = []
+
+    def run(items):  # memory for two items at a time
+        if len(items) > 2:
+            raise torch.OutOfMemoryError("out of memory (injected)")
+        return list(items)
+
+    assert run_in_halves(run, list(range(7)), seen.append) == list(range(7))
+    assert len(seen) == 3 and all(isinstance(err, torch.OutOfMemoryError) for err in seen)  # 7 -> 3 + 4 -> 2 + 2
+
+
+def test_a_batch_that_runs_out_of_memory_is_retried_in_halves(stage, monkeypatch):
     calls = []
     real_generate = stage.model.generate
 
-    def flaky_generate(**kwargs):
+    def generate_with_memory_for_one(**kwargs):
         calls.append(kwargs["input_ids"].shape[0])
-        if len(calls) == 1:
-            raise RuntimeError("CUDA out of memory (injected)")
+        if kwargs["input_ids"].shape[0] > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
         return real_generate(**kwargs)
 
-    monkeypatch.setattr(stage.model, "generate", flaky_generate)
+    monkeypatch.setattr(stage.model, "generate", generate_with_memory_for_one)
     out = stage(decoded_batch(["", "", ""]))
-    detect = [(s, e) for t, s, e in zip(out[C.TASK], out[C.STATUS], out[C.ERROR]) if t == "detect"]
-    # batch_size 2: the first detect call (2 images) failed, the second (1 image) went through
-    assert [s for s, _ in detect] == ["model_error", "model_error", "ok"]
-    assert detect[0][1] == "RuntimeError: CUDA out of memory (injected)"
-    assert calls[:2] == [2, 1]
+    assert set(out[C.STATUS]) == {"ok"} and len(out[C.STATUS]) == 3 * (1 + 1 + 2)
+    # batch_size 2, a failed pair retried as two singles: detect and caption have 3 requests
+    # ([2 -> 1, 1], [1]), answer 6 (two questions per image: three pairs)
+    assert calls == [2, 1, 1, 1] * 2 + [2, 1, 1] * 3
+
+
+def test_a_request_that_fails_alone_is_the_only_model_error(stage, monkeypatch):
+    real_generate = stage.model.generate
+    tokenizer = stage.processor.tokenizer
+
+    def generate_failing_on_a_question(**kwargs):
+        if any("poison" in text for text in tokenizer.batch_decode(kwargs["input_ids"])):
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return real_generate(**kwargs)
+
+    monkeypatch.setattr(stage.model, "generate", generate_failing_on_a_question)
+    out = stage(decoded_batch(["", "", ""], questions=["", "poison?", ""]))
+    rows = list(zip(out[C.IMAGE_ID], out[C.TASK], out[C.PROMPT], out[C.STATUS], out[C.ERROR]))
+    assert len(rows) == len({row[:3] for row in rows}) == 3 * (1 + 1 + 2) + 1  # + the answer to its own question
+    failed = [row for row in rows if row[3] != "ok"]
+    assert [(image, task, prompt) for image, task, prompt, _, _ in failed] == [("img1", "answer", "answer en poison?")]
+    assert failed[0][4] == "OutOfMemoryError: CUDA out of memory (injected)"
 
 
 def test_an_image_without_a_question_still_gets_a_row(tiny_model_dir):
