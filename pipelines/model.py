@@ -63,8 +63,27 @@ def load_processor(model: str, revision: str | None = None) -> PaliGemmaProcesso
         raise _explain(model, err) from err
 
 
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
+
+
+def refuse_pickle_only(model: str) -> None:
+    """A local checkpoint with pickle weights and no safetensors gets a message that says why it is refused."""
+    if not _is_local(model) or not Path(_source(model)).is_dir():
+        return
+    directory = Path(_source(model))
+    if any(directory.glob("*.safetensors")):
+        return
+    pickled = sorted(path.name for pattern in PICKLE_WEIGHTS for path in directory.glob(pattern))
+    if pickled:
+        raise ModelLoadError(
+            f"model directory {model!r} holds only pickle weights ({', '.join(pickled)}); they are never "
+            "loaded, because unpickling a file can run arbitrary code. Convert them to safetensors "
+            "(load them where you trust the file, then save_pretrained(dir) writes model.safetensors).")
+
+
 def load_model(model: str, revision: str | None, device: torch.device) -> PaliGemmaForConditionalGeneration:
     """The model in eval mode on `device`: bf16 on CUDA, fp32 on CPU; safetensors only, no remote code."""
+    refuse_pickle_only(model)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     try:
         loaded = PaliGemmaForConditionalGeneration.from_pretrained(

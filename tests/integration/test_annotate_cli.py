@@ -25,8 +25,13 @@ def readme_demo_commands() -> list[list[str]]:
     return [step for step in steps if step[0] == ".venv/bin/python"]
 
 
+PLANTED_TOKEN = "hf_plantedSecretToken1234567890abcdef"  # noqa: S105 - a fake, to catch leaks
+
+
 def test_the_readme_demo_annotates_and_scores_the_bundled_shapes(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    # credentials the job can see must never reach its logs, summary or rows
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {
+        "HF_TOKEN": PLANTED_TOKEN, "AWS_SECRET_ACCESS_KEY": PLANTED_TOKEN}
     output = str(tmp_path / "demo")
     annotate, evaluate = ([sys.executable] + [output if arg == "out/demo" else arg for arg in step[1:]]
                           for step in readme_demo_commands())
@@ -38,6 +43,10 @@ def test_the_readme_demo_annotates_and_scores_the_bundled_shapes(tmp_path):
     summary = json.loads((tmp_path / "demo" / "_summary.json").read_text())
     assert summary["rows"] == 18 and summary["images"] == 6
     table = read_output(output)
+    written = [result.stdout, result.stderr] + [p.read_bytes().decode("latin-1") for p in Path(output).rglob("*")
+                                                 if p.is_file()]
+    written.append(str(table.to_pylist()))  # Parquet pages may be compressed: check the values too
+    assert not any(PLANTED_TOKEN in text for text in written)
     keys = list(zip(*(table.column(c).to_pylist() for c in ("source_uri", "task"))))
     assert len(keys) == len(set(keys)) == 18
     for row in table.to_pylist():
