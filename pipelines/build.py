@@ -41,7 +41,9 @@ def build_dataset(
         stage_options = replace(stage_options, torch_threads=placement.torch_threads)
     ds = read_images(plan, cfg)
     ds = ds.map_batches(
-        decode_batch, fn_kwargs={"size": image_size, "resample": resample}, batch_size=DECODE_BATCH_SIZE
+        decode_batch,
+        fn_kwargs={"size": image_size, "resample": resample, "max_pixels": cfg.max_image_pixels},
+        batch_size=DECODE_BATCH_SIZE,
     )
     ds = ds.map_batches(
         GenerateStage,

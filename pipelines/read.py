@@ -179,12 +179,10 @@ def _parquet_rows(batch: dict[str, np.ndarray], plan: InputPlan, cfg: JobConfig)
     if cfg.uri_column:
         uris = [str(u) for u in batch[cfg.uri_column]]
     else:
-        # Without a URI column a row is named by its file and content; identical images in one
-        # file then share an id (documented in the README).
-        uris = [
-            f"{plan.uri(path)}#sha256={hashlib.sha256(data).hexdigest()[:16] if _is_bytes(data) else 'null'}"
-            for path, data in zip(batch["path"], images)
-        ]
+        # Without a URI column a row is named by its file and position (Ray's row hash, the same on
+        # every read): two rows holding the same image are two inputs, each annotated once.
+        uris = [f"{plan.uri(path)}#row={int(row_hash):016x}"
+                for path, row_hash in zip(batch["path"], batch["row_hash"])]
     ids = [str(i) for i in batch[cfg.id_column]] if cfg.id_column else [image_id_for(u) for u in uris]
     questions = batch[cfg.question_column] if cfg.question_column else [""] * n
     return {
@@ -206,6 +204,7 @@ def read_images(plan: InputPlan, cfg: JobConfig) -> ray.data.Dataset:
         return ds.map_batches(_webdataset_rows, fn_kwargs={"plan": plan}, batch_format="numpy")
     wanted = [cfg.image_column, cfg.id_column, cfg.uri_column, cfg.question_column]
     ds = ray.data.read_parquet(
-        plan.paths, filesystem=filesystem, columns=[c for c in wanted if c], include_paths=True
+        plan.paths, filesystem=filesystem, columns=[c for c in wanted if c], include_paths=True,
+        include_row_hash=not cfg.uri_column,
     )
     return ds.map_batches(_parquet_rows, fn_kwargs={"plan": plan, "cfg": cfg}, batch_format="numpy")

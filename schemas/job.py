@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_MODEL = "google/paligemma2-3b-mix-448"
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485  # PIL's own decompression-bomb guard: about 0.25 GiB of RGB
 # A partition key starts with a letter (a leading "_" or "." would hide it from Parquet readers) and is
 # not a row column; a value is one plain path segment (dates, ids).
 PARTITION_PATTERN = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)=([A-Za-z0-9][A-Za-z0-9._-]*)$")
@@ -72,6 +73,9 @@ class JobConfig(BaseModel):
     uri_column: str | None = Field(default=None, description="Parquet column with the image's source URI.")
     question_column: str | None = Field(default=None,
                                         description="Parquet column with a per-image question (answer task).")
+    max_image_pixels: int = Field(
+        default=DEFAULT_MAX_IMAGE_PIXELS, ge=1, description="Images with more pixels (width x height, read from "
+        "the header before decoding) become image_error rows: a guard against decompression bombs.")
     batch_size: int = Field(default=16, ge=1, description="Requests per generate call (images per model batch).")
     num_actors: int | None = Field(default=None, ge=1,
                                    description="Model actors; default one per GPU, or 1 on a CPU-only cluster.")

@@ -2,10 +2,12 @@
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from pipelines.decode import decode_batch, decode_image
+from pipelines.decode import ImageTooLargeError, decode_batch, decode_image
 from schemas import columns as C
-from tests.images import encode, solid, with_exif_orientation
+from schemas.job import DEFAULT_MAX_IMAGE_PIXELS
+from tests.images import animated_gif, encode, png_claiming_size, solid, with_exif_orientation
 
 BICUBIC = 3
 
@@ -67,3 +69,44 @@ def test_a_bad_row_keeps_its_place_with_an_error():
     assert out[C.ERROR][2].startswith("no image data")
     assert out[C.ERROR][3]  # truncated JPEG: PIL's error text varies by version
     assert out[C.PIXELS].shape == (4, 8, 8, 3)
+
+
+def test_16_bit_samples_keep_their_brightness():
+    # 16-bit grey 0x8000 (mid grey) must not be clipped to white by the 8-bit conversion.
+    image = Image.fromarray(np.full((6, 6), 0x8000, dtype=np.uint16))
+    assert image.mode.startswith("I;16")
+    pixels, image_wh = decode_image(encode(image, "PNG"), 4, BICUBIC)
+    assert image_wh == (6, 6) and (pixels == 0x80).all()
+
+
+def test_an_animated_gif_gives_its_first_frame():
+    pixels, image_wh = decode_image(animated_gif([(250, 0, 0), (0, 0, 250)]), 4, BICUBIC)
+    assert image_wh == (12, 8)
+    assert pixels[..., 0].min() > 200 and pixels[..., 2].max() < 50
+
+
+def test_a_one_pixel_image_decodes():
+    pixels, image_wh = decode_image(encode(solid(1, 1, (10, 20, 30)), "PNG"), 4, BICUBIC)
+    assert image_wh == (1, 1) and tuple(pixels[2, 2]) == (10, 20, 30)
+
+
+def test_a_decompression_bomb_is_refused_from_its_header():
+    # 100,000 x 100,000 claimed: decoding it would need 30 GB; the header check refuses it at once.
+    bomb = png_claiming_size(100_000, 100_000)
+    assert len(bomb) < 100
+    with pytest.raises(ImageTooLargeError, match="100000x100000 = 10,000,000,000 pixels"):
+        decode_image(bomb, 8, BICUBIC)
+    assert Image.MAX_IMAGE_PIXELS == DEFAULT_MAX_IMAGE_PIXELS  # PIL's own guard is put back
+
+
+def test_the_pixel_limit_is_the_jobs():
+    data = encode(solid(20, 10), "PNG")
+    assert decode_image(data, 4, BICUBIC, max_pixels=200)[1] == (20, 10)
+    with pytest.raises(ImageTooLargeError, match="over the limit of 199"):
+        decode_image(data, 4, BICUBIC, max_pixels=199)
+    # Over PIL's own guard (which raises at twice its limit) but within ours: the header passes, and
+    # decoding then fails on the data, which holds one pixel, not on a size limit.
+    claimed = png_claiming_size(15_000, 15_000)
+    with pytest.raises(Exception) as raised:
+        decode_image(claimed, 4, BICUBIC, max_pixels=10**9)
+    assert not isinstance(raised.value, (ImageTooLargeError, Image.DecompressionBombError))

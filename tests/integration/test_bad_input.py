@@ -1,0 +1,86 @@
+"""Awkward and hostile inputs, end to end on a real local Ray and a real tiny PaliGemma: every input x task
+is exactly one row, annotated or `image_error` with its reason, and nothing of an input reaches the disk."""
+
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.read import image_id_for
+from pipelines.run import annotate
+from schemas.job import JobConfig
+from tests.images import encode, solid
+from tests.integration.conftest import read_output
+from tests.integration.corpus import BAD_INPUT_LIMIT, write_bad_input_images, write_hostile_shard
+
+pytestmark = pytest.mark.integration
+TASKS = ("detect", "caption")
+
+
+def rows_by_input(table: pa.Table, prefix: str) -> dict[str, list[dict]]:
+    """Rows grouped by source URI with `prefix` removed, after checking each (image_id, task) is one row."""
+    keys = list(zip(table.column("image_id").to_pylist(), table.column("task").to_pylist()))
+    assert len(keys) == len(set(keys)), [k for k, n in Counter(keys).items() if n > 1]
+    grouped: dict[str, list[dict]] = {}
+    for row in table.to_pylist():
+        assert row["source_uri"].startswith(prefix), row["source_uri"]
+        grouped.setdefault(row["source_uri"][len(prefix):], []).append(row)
+    return grouped
+
+
+def check_outcomes(grouped: dict[str, list[dict]], expected: dict[str, tuple[int, int] | str]) -> None:
+    assert set(grouped) == set(expected)
+    for name, outcome in expected.items():
+        rows = grouped[name]
+        assert sorted(row["task"] for row in rows) == sorted(TASKS), name
+        for row in rows:
+            if isinstance(outcome, str):
+                assert row["status"] == "image_error" and outcome in row["error"], (name, row["error"])
+                assert row["width"] is None and row["raw_output"] is None
+            else:
+                assert row["status"] in ("ok", "invalid_output"), (name, row["status"], row["error"])
+                assert (row["width"], row["height"]) == outcome, name
+
+
+def test_each_awkward_image_file_gets_its_defined_outcome(tmp_path, ray_local, tiny_model_dir):
+    expected = write_bad_input_images(tmp_path / "in")
+    summary = annotate(JobConfig(input=str(tmp_path / "in"), output=str(tmp_path / "out"), model=tiny_model_dir,
+                                 tasks=",".join(TASKS), classes="car", max_image_pixels=BAD_INPUT_LIMIT))
+    table = read_output(str(tmp_path / "out"))
+    assert table.num_rows == summary["rows"] == len(expected) * len(TASKS)
+    grouped = rows_by_input(table, f"file://{tmp_path / 'in'}/")
+    check_outcomes(grouped, expected)
+    # URIs with spaces and non-ASCII characters are kept as they are, and name their image
+    assert grouped["non-ascii/café ☕ 画像.png"][0]["image_id"] == image_id_for(
+        f"file://{tmp_path / 'in' / 'non-ascii' / 'café ☕ 画像.png'}")
+    # identical bytes under two names are two inputs, each annotated once
+    assert grouped["same-1.png"][0]["image_id"] != grouped["same-2.png"][0]["image_id"]
+
+
+def test_tar_member_names_never_reach_the_disk(tmp_path, ray_local, tiny_model_dir):
+    escape = f"escaped-{tmp_path.name}"
+    shard = tmp_path / "deep" / "shards" / "shard-000.tar"
+    expected = write_hostile_shard(shard, escape)
+    annotate(JobConfig(input=str(shard.parent), output=str(tmp_path / "out"), model=tiny_model_dir,
+                       tasks=",".join(TASKS), classes="car"))
+    grouped = rows_by_input(read_output(str(tmp_path / "out")), f"file://{shard}#")
+    check_outcomes(grouped, expected)
+    # where a tar extraction would have put them: next to the shard's parents, and /tmp
+    for where in [shard.parent, *shard.parents[:4], Path("/tmp"), Path.cwd()]:
+        assert not list(where.glob(f"{escape}*")), where
+
+
+def test_parquet_null_bytes_and_repeated_images(tmp_path, ray_local, tiny_model_dir):
+    image = encode(solid(7, 9), "PNG")
+    pq.write_table(pa.table({"image": [image, None, image, b""]}), tmp_path / "in.parquet")
+    annotate(JobConfig(input=str(tmp_path / "in.parquet"), output=str(tmp_path / "out"), model=tiny_model_dir,
+                       tasks=",".join(TASKS), classes="car"))
+    table = read_output(str(tmp_path / "out"))
+    grouped = rows_by_input(table, f"file://{tmp_path / 'in.parquet'}#row=")
+    assert len(grouped) == 4 and table.num_rows == 8  # the repeated image is two inputs
+    errors = sorted(rows[0]["error"] or "" for rows in grouped.values() if rows[0]["status"] == "image_error")
+    assert len(errors) == 2 and all("no image data" in error for error in errors)
+    annotated = [rows for rows in grouped.values() if rows[0]["status"] != "image_error"]
+    assert len(annotated) == 2 and all((r["width"], r["height"]) == (7, 9) for rows in annotated for r in rows)
