@@ -7,10 +7,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from pipelines.read import image_id_for
 from pipelines.run import annotate
 from schemas.job import JobConfig
+from tests.conftest import SHAPES_MODEL
 from tests.images import encode, solid
 from tests.integration.conftest import read_output
 from tests.integration.corpus import BAD_INPUT_LIMIT, write_bad_input_images, write_hostile_shard
@@ -84,3 +86,21 @@ def test_parquet_null_bytes_and_repeated_images(tmp_path, ray_local, tiny_model_
     assert len(errors) == 2 and all("no image data" in error for error in errors)
     annotated = [rows for rows in grouped.values() if rows[0]["status"] != "image_error"]
     assert len(annotated) == 2 and all((r["width"], r["height"]) == (7, 9) for rows in annotated for r in rows)
+
+
+def test_boxes_of_an_exif_rotated_photo_are_in_its_displayed_orientation(tmp_path, ray_local):
+    """The trained shapes checkpoint sees the same pixels whether an image is stored upright or stored
+    rotated with an EXIF orientation tag, so the boxes must be the same numbers, in the displayed frame."""
+    displayed = Image.open(sorted((SHAPES_MODEL.parent / "shapes" / "images").glob("*.png"))[0]).convert("RGB")
+    (tmp_path / "in").mkdir()
+    displayed.save(tmp_path / "in" / "upright.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    displayed.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "in" / "rotated.png", exif=exif.tobytes())
+    annotate(JobConfig(input=str(tmp_path / "in"), output=str(tmp_path / "out"), model=str(SHAPES_MODEL),
+                       tasks="detect", classes="circle,square,triangle"))
+    rows = {row["source_uri"].rsplit("/", 1)[1]: row for row in read_output(str(tmp_path / "out")).to_pylist()}
+    upright, rotated = rows["upright.png"], rows["rotated.png"]
+    assert (rotated["width"], rotated["height"]) == (upright["width"], upright["height"]) == displayed.size
+    assert upright["status"] == "ok" and upright["boxes"], upright["raw_output"]
+    assert rotated["boxes"] == upright["boxes"]
