@@ -105,6 +105,7 @@ def decode_batch(
         C.IMAGE_ID: batch[C.IMAGE_ID],
         C.SOURCE_URI: batch[C.SOURCE_URI],
         C.QUESTION: batch[C.QUESTION],
+        C.DONE_TASKS: batch[C.DONE_TASKS],
         C.PIXELS: pixels,
         C.WIDTH: widths,
         C.HEIGHT: heights,

@@ -93,7 +93,7 @@ class Generation:
 class GenerateStage:
     """Expands each image into one request per (task, prompt) and runs greedy generation.
 
-    Input columns: image_id, source_uri, question, pixels, width, height, error (from decode).
+    Input columns: image_id, source_uri, question, done_tasks, pixels, width, height, error (from decode).
     Output: one row per (image, task, prompt) with raw_output, status and error; rows whose image
     failed to decode pass through as `image_error` without touching the model. For tasks that
     decode masks, `mask_logits` holds the decoder's output for the answer's codeword sets.
@@ -210,6 +210,8 @@ class GenerateStage:
         for task in self.tasks:
             requests: list[_Request] = []
             for row, question in enumerate(batch[C.QUESTION]):
+                if task.name in batch[C.DONE_TASKS][row].split(","):
+                    continue  # written by an earlier attempt of this run
                 prompts = task.build_prompts(self.options, question or None)
                 if not prompts:  # e.g. answer with no question for this image: still one row
                     emit(row, task.name, "", "", Status.IMAGE_ERROR, f"no prompt for task {task.name}: "

@@ -8,6 +8,7 @@ carries per-image questions).
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -197,7 +198,8 @@ def read_images(plan: InputPlan, cfg: JobConfig) -> ray.data.Dataset:
     """A Dataset with one row per input image, columns as in this module's docstring."""
     filesystem = arrow_filesystem(plan.filesystem)
     if plan.kind == "images":
-        ds = ray.data.read_binary_files(plan.paths, filesystem=filesystem, include_paths=True)
+        ds = ray.data.read_binary_files(plan.paths, filesystem=filesystem, include_paths=True,
+                                        override_num_blocks=math.ceil(len(plan.paths) / cfg.images_per_block))
         return ds.map_batches(_image_rows, fn_kwargs={"plan": plan}, batch_format="numpy")
     if plan.kind == "webdataset":
         ds = ray.data.read_webdataset(plan.paths, filesystem=filesystem, decoder=None, include_paths=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import sys
 import time
 import traceback
@@ -19,9 +20,11 @@ from pipelines.plan import plan_summary
 from pipelines.read import InputPlan, check_parquet_columns, resolve_job_inputs
 from pipelines.tasks.registry import check_tasks
 from pipelines.write import (
+    SUMMARY_FILE,
     OutputTarget,
+    begin_run,
+    commit_partition,
     prepare_target,
-    replace_partition,
     summarize,
     write_annotations,
     write_json,
@@ -85,7 +88,7 @@ def check_job(cfg: JobConfig) -> CheckedJob:
     plan = resolve_job_inputs(cfg)
     check_parquet_columns(plan, cfg)
     processor = load_processor(cfg.model, cfg.revision)
-    target = prepare_target(cfg.output, cfg.overwrite, cfg.partition_key_value)
+    target = prepare_target(cfg.output, cfg.overwrite, cfg.partition_key_value, cfg.identity() if cfg.resume else None)
     return CheckedJob(
         run_id=cfg.run_id or default_run_id(),
         plan=plan,
@@ -113,21 +116,31 @@ def job_fields(cfg: JobConfig) -> dict:
 def execute(cfg: JobConfig, job: CheckedJob) -> dict:
     """Run the checked job and return its summary, also written next to the rows (`_summary.json`)."""
     started = time.perf_counter()
+    state = begin_run(job.target, cfg.identity(), job.run_id, explicit_run_id=cfg.run_id is not None)
+    if state.complete:
+        summary = json.loads(job.target.filesystem.cat_file(f"{job.target.path}/{SUMMARY_FILE}"))
+        return {**summary, "already_complete": True}
     placement = None
     if job.plan.paths:
         if not ray.is_initialized():
             ray.init(address=cfg.address)  # None: RAY_ADDRESS (e.g. under `ray job submit`) or a new local Ray
         placement = place_model(cfg.num_actors)
-        ds = build_dataset(cfg, job.plan, job.image_size, job.resample, placement, job.run_id, job.vae)
+        ds = build_dataset(cfg, job.plan, job.image_size, job.resample, placement, state.run_id, job.vae,
+                           finished=state.finished)
         write_annotations(ds, job.target)
     elif job.target.partition:
-        replace_partition(job.target, None)  # nothing new: the partition is rewritten as empty
+        commit_partition(job.target)  # nothing new: the partition is rewritten as empty
     wall_s = time.perf_counter() - started
 
     summary = {
         "status": "succeeded",
         "exit_code": 0,
-        "run_id": job.run_id,
+        "run_id": state.run_id,
+        # Resuming: what an earlier, unfinished attempt had written (kept) and what it left broken.
+        "resumed": state.rows_before > 0 or state.dropped_files > 0,
+        "rows_from_earlier_attempts": state.rows_before,
+        "images_finished_earlier": sum(1 for done in state.finished.values() if done.issuperset(cfg.tasks)),
+        "unreadable_files_removed": state.dropped_files,
         **job_fields(cfg),
         "vae": job.vae,
         "input_kind": job.plan.kind,

@@ -11,6 +11,7 @@ IMAGE_ID = "image_id"
 SOURCE_URI = "source_uri"
 IMAGE_BYTES = "image_bytes"  # encoded file bytes, read -> decode
 QUESTION = "question"  # optional per-image question (answer task) from the input
+DONE_TASKS = "done_tasks"  # comma-separated tasks an earlier attempt already wrote for this image (resume)
 PIXELS = "pixels"  # uint8 HxWx3 at the model's resolution, decode -> generate
 WIDTH = "width"
 HEIGHT = "height"

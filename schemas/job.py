@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -77,12 +77,19 @@ class JobConfig(BaseModel):
         default=DEFAULT_MAX_IMAGE_PIXELS, ge=1, description="Images with more pixels (width x height, read from "
         "the header before decoding) become image_error rows: a guard against decompression bombs.")
     batch_size: int = Field(default=16, ge=1, description="Requests per generate call (images per model batch).")
+    images_per_block: int = Field(
+        default=64, ge=1, description="Image files per Ray Data block, the unit read, annotated and written together: "
+        "a killed run loses at most the blocks in flight, and its rerun resumes after the others. (.tar shards and "
+        "Parquet files are split by Ray as it sees fit.)")
     num_actors: int | None = Field(default=None, ge=1,
                                    description="Model actors; default one per GPU, or 1 on a CPU-only cluster.")
     run_id: str | None = Field(default=None, description="Id stamped on every row; default a UTC timestamp.")
     address: str | None = Field(default=None,
                                 description="Ray cluster address; default RAY_ADDRESS, else a local Ray.")
     overwrite: bool = Field(default=False, description="Replace an existing output dataset (all of it).")
+    resume: bool = Field(default=True, description="The default: an unfinished run of the same arguments in "
+                         "--output is continued (work already written is kept, not redone) and a finished one is "
+                         "left as it is. --overwrite starts again instead.")
     partition: str | None = Field(
         default=None, description="key=value (e.g. run_date=2026-11-22): write into this partition of --output, "
         "replacing only it if it exists; other partitions are kept.")
@@ -147,6 +154,16 @@ class JobConfig(BaseModel):
             raise ValueError("--partition replaces only its own partition; --overwrite would replace the whole "
                              "dataset, so give one or the other")
         return self
+
+    # Flags that change how a run goes, not what it writes: a run may be resumed with other values.
+    OPERATIONAL_FIELDS: ClassVar[frozenset[str]] = frozenset({
+        "run_id", "batch_size", "images_per_block", "num_actors", "address", "overwrite", "resume", "summary_uri",
+        "plan", "requests_per_gpu_s"})
+
+    def identity(self) -> dict:
+        """The arguments that decide the output rows, as JSON data: a run is resumed only by a job with
+        the same identity. A new field counts unless listed in OPERATIONAL_FIELDS."""
+        return self.model_dump(mode="json", exclude=set(self.OPERATIONAL_FIELDS))
 
     @property
     def partition_key_value(self) -> tuple[str, str] | None:

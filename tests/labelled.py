@@ -13,6 +13,7 @@ import pyarrow.dataset as pads
 
 from pipelines.read import image_id_for
 from pipelines.shapes import write_shapes
+from pipelines.write import SUMMARY_FILE
 from schemas.annotations import Rle
 from schemas.rows import LABEL_ROW_SCHEMA, LabelRow
 
@@ -25,6 +26,7 @@ def write_rows(rows: list[LabelRow], output: Path) -> Path:
     table = pa.Table.from_pylist([row.model_dump() for row in rows], schema=LABEL_ROW_SCHEMA)
     pads.write_dataset(table, output, format="parquet", partitioning=["task"], partitioning_flavor="hive",
                        existing_data_behavior="overwrite_or_ignore")
+    (output / SUMMARY_FILE).write_text("{}")  # a finished run's marker: readers refuse a dataset without it
     return output
 
 

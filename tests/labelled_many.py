@@ -8,6 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.write import SUMMARY_FILE
 from schemas.rows import LABEL_ROW_SCHEMA
 
 ROWS_PER_FILE = 5000
@@ -42,4 +43,5 @@ def write_many_rows(output: Path, rows: int, report_size: bool = False):
         table = pa.Table.from_pydict(columns, schema=schema)
         total_bytes += table.nbytes
         pq.write_table(table, directory / f"part-{start // ROWS_PER_FILE:04d}.parquet", row_group_size=ROW_GROUP)
+    (output / SUMMARY_FILE).write_text("{}")  # a finished run's marker: readers refuse a dataset without it
     return (output, total_bytes // 2 ** 20) if report_size else output

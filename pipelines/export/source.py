@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-import fsspec
 import pyarrow.dataset as pads
 
-from pipelines.storage import annotation_dataset
+from pipelines.write import committed_dataset
 
 DEFAULT_BATCH_SIZE = 1024
 
@@ -61,7 +60,7 @@ def iter_rows(
     uri: str, columns: Sequence[str], row_filter: RowFilter = RowFilter(), batch_size: int = DEFAULT_BATCH_SIZE
 ) -> Iterator[list[dict]]:
     """The dataset's rows as lists of at most `batch_size` dicts holding `columns`."""
-    dataset = annotation_dataset(*fsspec.core.url_to_fs(uri))
+    dataset = committed_dataset(uri)
     condition = None
     if row_filter.tasks:
         condition = pads.field("task").isin(list(row_filter.tasks))

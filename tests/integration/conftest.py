@@ -5,6 +5,7 @@ import pytest
 import ray
 
 from tests.integration.gcs_emulator import run_gcs_emulator
+from tests.integration.ray_head import run_ray_head
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +22,14 @@ def ray_local(gcs):
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def head(tmp_path_factory):
+    """A real `ray start --head` with token auth, for jobs run the way users run them (submitted, or a
+    driver started with --address), shared by the modules that need one."""
+    with run_ray_head(tmp_path_factory.mktemp("head")) as started:
+        yield started
 
 
 def read_output(path: str, filesystem=None):

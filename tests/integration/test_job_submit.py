@@ -18,18 +18,12 @@ from pipelines.schedule import (
     wait_for_job,
 )
 from tests.integration.conftest import read_output
-from tests.integration.ray_head import RAY_EXE, run_ray_head
+from tests.integration.ray_head import RAY_EXE
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "tests" / "data" / "samples"
-
-
-@pytest.fixture(scope="module")
-def head(tmp_path_factory):
-    with run_ray_head(tmp_path_factory.mktemp("head")) as started:
-        yield started
 
 
 def test_submitted_job_annotates_the_samples(tmp_path, head, tiny_model_dir):

@@ -78,7 +78,7 @@ def test_existing_output_needs_overwrite(tmp_path, capsys, tiny_model_dir):
     (tmp_path / "out" / "part.parquet").write_bytes(b"x")
     argv = ["--input", SAMPLES, "--output", str(tmp_path / "out"), "--model", tiny_model_dir, "--tasks", "ocr"]
     assert load_job().main(argv) == 2
-    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert "holds no run of this tool to resume (no _job.json); pass --overwrite" in capsys.readouterr().err
     assert (tmp_path / "out" / "part.parquet").exists()
 
 

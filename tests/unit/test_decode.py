@@ -58,6 +58,7 @@ def test_a_bad_row_keeps_its_place_with_an_error():
         C.IMAGE_ID: np.array(["a", "b", "c", "d"], dtype=object),
         C.SOURCE_URI: np.array(["ua", "ub", "uc", "ud"], dtype=object),
         C.QUESTION: np.array(["", "", "", ""], dtype=object),
+        C.DONE_TASKS: np.array(["", "", "", ""], dtype=object),
         C.IMAGE_BYTES: np.array([encode(solid(5, 7), "PNG"), b"not an image", b"",
                                  encode(solid(9, 3), "JPEG")[:40]], dtype=object),
     }

@@ -126,6 +126,7 @@ def test_the_cli_reads_a_written_dataset_and_writes_json(tmp_path, capsys):
     table = pa.Table.from_pylist(rows(), schema=LABEL_ROW_SCHEMA)
     pads.write_dataset(table, tmp_path / "labels", format="parquet", partitioning=["task"],
                        partitioning_flavor="hive")
+    (tmp_path / "labels" / "_summary.json").write_text("{}")  # a finished run
     (tmp_path / "gt.json").write_text(json.dumps(ground_truth()))
     spec = importlib.util.spec_from_file_location("evaluate_job", REPO / "jobs" / "evaluate.py")
     job = importlib.util.module_from_spec(spec)

@@ -12,13 +12,15 @@ from schemas.columns import unpack_mask_logits, unpack_token_logprobs
 from schemas.job import PromptOptions
 
 
-def decoded_batch(errors: list[str], questions: list[str] | None = None) -> dict[str, np.ndarray]:
+def decoded_batch(errors: list[str], questions: list[str] | None = None,
+                  done: list[str] | None = None) -> dict[str, np.ndarray]:
     n = len(errors)
     rng = np.random.default_rng(0)
     return {
         C.IMAGE_ID: np.array([f"img{i}" for i in range(n)], dtype=object),
         C.SOURCE_URI: np.array([f"file:///img{i}.png" for i in range(n)], dtype=object),
         C.QUESTION: np.array(questions or [""] * n, dtype=object),
+        C.DONE_TASKS: np.array(done or [""] * n, dtype=object),
         C.PIXELS: rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8),
         C.WIDTH: np.array([0 if e else 640 for e in errors]),
         C.HEIGHT: np.array([0 if e else 480 for e in errors]),
@@ -42,6 +44,14 @@ def test_every_image_and_prompt_gets_exactly_one_row(stage):
     assert all(s == "ok" for (image, _, _), s in statuses.items() if image != "img1")
     broken = [e for image, e in zip(out[C.IMAGE_ID], out[C.ERROR]) if image == "img1"]
     assert broken == ["OSError: broken"] * 4
+
+
+def test_tasks_an_earlier_attempt_wrote_are_not_generated_again(stage):
+    out = stage(decoded_batch(["", "", "OSError: broken"], done=["caption", "", "answer,detect"]))
+    keys = list(zip(out[C.IMAGE_ID], out[C.TASK]))
+    assert sorted(set(keys)) == [("img0", "answer"), ("img0", "detect"), ("img1", "answer"), ("img1", "caption"),
+                                 ("img1", "detect"), ("img2", "caption")]
+    assert len(keys) == 3 + 4 + 1  # img0: detect + 2 answers; img1: all 4 prompts; img2: caption (image_error)
 
 
 def test_run_in_halves_isolates_the_items_that_fail_alone():

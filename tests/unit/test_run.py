@@ -63,7 +63,7 @@ def test_nothing_new_writes_an_empty_partition_without_starting_ray(flags, monke
     assert summary["status"] == "succeeded" and summary["exit_code"] == 0
     assert (summary["rows"], summary["images"], summary["outside_window_files"]) == (0, 0, 5)
     partition = tmp_path / "out" / "run_date=2999-01-01"
-    assert [p.name for p in partition.iterdir()] == ["_summary.json"]
+    assert sorted(p.name for p in partition.iterdir()) == ["_job.json", "_summary.json"]
     assert json.loads((partition / "_summary.json").read_text())["rows"] == 0
     assert written(flags)["status"] == "succeeded"
 
