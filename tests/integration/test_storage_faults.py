@@ -19,7 +19,7 @@ def test_a_job_through_a_faulty_object_store_writes_every_row_once(tmp_path, gcs
     sizes = write_image_tree(tmp_path / "images")
     uris = gcs.upload_tree(tmp_path / "images", "faults-test", "in")
     # Each faulted request succeeds on its retry (gcsfs waits 1-2 s before the first one).
-    plan = {"read": FaultPlan(every=3, budget=6), "write": FaultPlan(every=2, budget=3)}
+    plan = {"read": FaultPlan(every=4, budget=3), "write": FaultPlan(every=2, budget=3)}
     with FaultProxy(gcs.endpoint, plan) as proxy, route_gcs_through(proxy.endpoint):
         summary = annotate(JobConfig(input="gs://faults-test/in", output="gs://faults-test/out",
                                      model=tiny_model_dir, tasks="detect,caption", classes="car"))
