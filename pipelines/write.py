@@ -133,34 +133,31 @@ def begin_run(target: OutputTarget, job: dict, run_id: str, explicit_run_id: boo
     checked that a recorded job is this job.
     """
     filesystem, path = target.filesystem, target.work_path
-    recorded = _read_job(filesystem, path) is not None
-    if not recorded:
+    try:
+        earlier_id = json.loads(filesystem.cat_file(f"{path}/{JOB_FILE}")).get("run_id", run_id)
+    except FileNotFoundError:
         write_json({**job, "run_id": run_id}, filesystem.unstrip_protocol(f"{path}/{JOB_FILE}"))
         return RunState(run_id, {}, 0, 0, complete=False)
-    earlier_id = json.loads(filesystem.cat_file(f"{path}/{JOB_FILE}")).get("run_id", run_id)
     run_id = run_id if explicit_run_id else earlier_id
     if filesystem.exists(f"{path}/{SUMMARY_FILE}"):
         return RunState(run_id, {}, 0, 0, complete=True)
-    dropped = 0
-    tables = []
+    finished: dict[str, set[str]] = {}
+    rows_before = dropped = 0
     for file in sorted(filesystem.find(path)):
         relative = file[len(path):]
         if not file.endswith(".parquet") or "/_" in relative or "/." in relative:
             continue
         try:
             with filesystem.open(file, "rb") as handle:
-                table = pq.read_table(handle, columns=["image_id"])
+                image_ids = pq.read_table(handle, columns=["image_id"]).column("image_id").to_pylist()
         except (OSError, ValueError, pa.ArrowException):
+            # Removing a file that only failed to read costs its rows being generated again, never a duplicate.
             filesystem.rm(file)
             dropped += 1
             continue
         task = next(part.split("=", 1)[1] for part in relative.split("/") if part.startswith("task="))
-        tables.append(table.append_column("task", pa.array([task] * table.num_rows, pa.string())))
-    finished: dict[str, set[str]] = {}
-    rows_before = 0
-    for table in tables:
-        rows_before += table.num_rows
-        for image_id, task in zip(table.column("image_id").to_pylist(), table.column("task").to_pylist()):
+        rows_before += len(image_ids)
+        for image_id in image_ids:
             finished.setdefault(image_id, set()).add(task)
     return RunState(run_id, {k: frozenset(v) for k, v in finished.items()}, rows_before, dropped, complete=False)
 
