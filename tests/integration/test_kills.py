@@ -15,6 +15,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.run import run_job
+from pipelines.write import IncompleteOutputError, committed_dataset
 from tests.images import encode, solid
 from tests.integration.conftest import read_output
 
@@ -123,10 +125,8 @@ def test_a_rerun_after_the_driver_is_killed_finishes_the_work_without_redoing_it
         proc.wait()
     killed_at = datetime.datetime.now(datetime.timezone.utc)
     assert not (tmp_path / "out" / "_summary.json").exists()
-    export = subprocess.run([sys.executable, str(REPO / "jobs" / "export.py"), "--input", str(tmp_path / "out"),
-                             "--format", "coco", "--output", str(tmp_path / "coco.json")],
-                            capture_output=True, text=True, cwd=REPO)
-    assert export.returncode != 0 and "has not finished" in export.stderr  # readers refuse a half-written run
+    with pytest.raises(IncompleteOutputError, match="has not finished"):  # readers refuse a half-written run
+        committed_dataset(str(tmp_path / "out"))
 
     rerun_started = datetime.datetime.now(datetime.timezone.utc)
     rerun = subprocess.run(cmd, env={**os.environ, **head.env}, capture_output=True, text=True, cwd=REPO,
@@ -144,8 +144,8 @@ def test_a_rerun_after_the_driver_is_killed_finishes_the_work_without_redoing_it
     print(f"driver killed: {earlier} rows kept from the first attempt, {summary['unreadable_files_removed']} "
           f"half-written files removed, {len(rows) - earlier} rows written by the rerun, {len(rows)} of {IMAGES * 2}")
 
-    # The same command once more: the run is complete, so nothing runs and nothing changes.
-    again = subprocess.run(cmd, env={**os.environ, **head.env}, capture_output=True, text=True, cwd=REPO,
-                           timeout=300)
-    assert again.returncode == 0 and json.loads(again.stdout[:again.stdout.rindex("}") + 1])["already_complete"]
+    # The same arguments once more: the run is complete, so nothing runs and nothing changes.
+    again = run_job({"input": str(tmp_path / "in"), "output": str(tmp_path / "out"), "model": tiny_model_dir,
+                     "tasks": TASKS, "classes": "car"})
+    assert again["exit_code"] == 0 and again["already_complete"] and again["rows"] == IMAGES * 2
     assert read_output(str(tmp_path / "out")).num_rows == IMAGES * 2
