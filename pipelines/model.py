@@ -48,10 +48,12 @@ def _probe_hub(model: str, revision: str | None) -> None:
 
 
 def load_processor(model: str, revision: str | None = None) -> PaliGemmaProcessor:
-    """The processor; cheap, so the driver loads it to validate the model before any work starts."""
+    """The processor; cheap, so the driver loads it to validate the model before any work starts (a
+    pickle-only directory is refused here too, before Ray starts, rather than on the model actors)."""
     if _is_local(model):
         if not Path(_source(model)).is_dir():
             raise ModelLoadError(f"model directory {model!r} does not exist")
+        refuse_pickle_only(model)
     else:
         try:  # a copy in the local Hugging Face cache needs no network
             return PaliGemmaProcessor.from_pretrained(model, revision=revision, local_files_only=True)

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import ray.data
 
 from pipelines.listing import ListingError, TimeWindow, missing_files, read_manifest
+from pipelines.redact import redact_uri
 from pipelines.storage import arrow_filesystem
 from schemas import columns as C
 from schemas.job import JobConfig
@@ -146,37 +147,46 @@ def check_parquet_columns(plan: InputPlan, cfg: JobConfig) -> None:
                          f"its columns are {', '.join(sorted(present))}")
 
 
-def _image_rows(batch: dict[str, np.ndarray], plan: InputPlan) -> dict[str, np.ndarray]:
-    uris = [plan.uri(path) for path in batch["path"]]
+def reader_columns(uris: list[str], images, questions=None, ids: list[str] | None = None) -> dict[str, np.ndarray]:
+    """The columns every reader ends in. Credentials in a URI (a password, a signed URL's signature) are
+    masked before the URI names anything, so they reach neither `source_uri` nor the id derived from it."""
+    uris = [redact_uri(uri) for uri in uris]
     return {
-        C.IMAGE_ID: np.array([image_id_for(u) for u in uris], dtype=object),
+        C.IMAGE_ID: np.array(ids if ids is not None else [image_id_for(u) for u in uris], dtype=object),
         C.SOURCE_URI: np.array(uris, dtype=object),
-        C.IMAGE_BYTES: batch["bytes"],
-        C.QUESTION: np.full(len(uris), "", dtype=object),
+        C.IMAGE_BYTES: np.array([data if _is_bytes(data) else b"" for data in images], dtype=object),
+        C.QUESTION: np.array([q if isinstance(q, str) else "" for q in questions] if questions is not None
+                             else [""] * len(uris), dtype=object),
     }
+
+
+def _image_rows(batch: dict[str, np.ndarray], plan: InputPlan) -> dict[str, np.ndarray]:
+    return reader_columns([plan.uri(path) for path in batch["path"]], batch["bytes"])
+
+
+def image_member(members: list[str]) -> str | None:
+    """The member of a WebDataset sample that holds its image: by extension (the last one, any case,
+    so `JPG` and `left.png` count), in IMAGE_EXTENSIONS order, then by name; None without one."""
+    last = {member: member.rsplit(".", 1)[-1].lower() for member in members}
+    ranked = sorted((IMAGE_EXTENSIONS.index(ext), member) for member, ext in last.items() if ext in IMAGE_EXTENSIONS)
+    return ranked[0][1] if ranked else None
 
 
 def _webdataset_rows(batch: dict[str, np.ndarray], plan: InputPlan) -> dict[str, np.ndarray]:
-    """One row per WebDataset sample: the first image member found, by extension order."""
-    n = len(batch["__key__"])
+    """One row per WebDataset sample, from its image member (`image_member`). Member names only ever
+    name things here: the tar is read in memory, so a `../` name reaches no filesystem."""
+    members = [name for name in batch if name not in ("__key__", "__url__")]
     uris, images = [], []
-    for i in range(n):
-        ext = next((e for e in IMAGE_EXTENSIONS if e in batch and _is_bytes(batch[e][i])), None)
+    for i in range(len(batch["__key__"])):
+        member = image_member([name for name in members if _is_bytes(batch[name][i])])
         shard = plan.uri(batch["__url__"][i])
         # A sample without an image member keeps a row (it becomes an image_error downstream).
-        uris.append(f"{shard}#{batch['__key__'][i]}" + (f".{ext}" if ext else ""))
-        images.append(batch[ext][i] if ext else b"")
-    return {
-        C.IMAGE_ID: np.array([image_id_for(u) for u in uris], dtype=object),
-        C.SOURCE_URI: np.array(uris, dtype=object),
-        C.IMAGE_BYTES: np.array(images, dtype=object),
-        C.QUESTION: np.full(n, "", dtype=object),
-    }
+        uris.append(f"{shard}#{batch['__key__'][i]}" + (f".{member}" if member else ""))
+        images.append(batch[member][i] if member else b"")
+    return reader_columns(uris, images)
 
 
 def _parquet_rows(batch: dict[str, np.ndarray], plan: InputPlan, cfg: JobConfig) -> dict[str, np.ndarray]:
-    images = batch[cfg.image_column]
-    n = len(images)
     if cfg.uri_column:
         uris = [str(u) for u in batch[cfg.uri_column]]
     else:
@@ -184,14 +194,9 @@ def _parquet_rows(batch: dict[str, np.ndarray], plan: InputPlan, cfg: JobConfig)
         # every read): two rows holding the same image are two inputs, each annotated once.
         uris = [f"{plan.uri(path)}#row={int(row_hash):016x}"
                 for path, row_hash in zip(batch["path"], batch["row_hash"])]
-    ids = [str(i) for i in batch[cfg.id_column]] if cfg.id_column else [image_id_for(u) for u in uris]
-    questions = batch[cfg.question_column] if cfg.question_column else [""] * n
-    return {
-        C.IMAGE_ID: np.array(ids, dtype=object),
-        C.SOURCE_URI: np.array(uris, dtype=object),
-        C.IMAGE_BYTES: np.array([data if _is_bytes(data) else b"" for data in images], dtype=object),
-        C.QUESTION: np.array([q if isinstance(q, str) else "" for q in questions], dtype=object),
-    }
+    return reader_columns(uris, batch[cfg.image_column],
+                          questions=batch[cfg.question_column] if cfg.question_column else None,
+                          ids=[str(i) for i in batch[cfg.id_column]] if cfg.id_column else None)
 
 
 def read_images(plan: InputPlan, cfg: JobConfig) -> ray.data.Dataset:

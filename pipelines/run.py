@@ -18,6 +18,7 @@ from pipelines.mask_decoder import VaeLoadError, find_vae, load_mask_decoder, mi
 from pipelines.model import ModelLoadError, image_size_of, load_processor
 from pipelines.plan import plan_summary
 from pipelines.read import InputPlan, check_parquet_columns, resolve_job_inputs
+from pipelines.redact import redact, redact_text
 from pipelines.tasks.registry import check_tasks
 from pipelines.write import (
     SUMMARY_FILE,
@@ -78,6 +79,12 @@ class CheckedJob:
     target: OutputTarget
 
 
+def job_identity(cfg: JobConfig) -> dict:
+    """What `_job.json` records and a rerun is compared on: `cfg.identity()` without the credentials of
+    its URIs (so it may be written next to the rows, and a rotated URL signature still resumes)."""
+    return redact(cfg.identity())
+
+
 def check_job(cfg: JobConfig) -> CheckedJob:
     """The cheap checks, before Ray starts: tasks, mask decoder, inputs, model processor, output.
 
@@ -88,7 +95,8 @@ def check_job(cfg: JobConfig) -> CheckedJob:
     plan = resolve_job_inputs(cfg)
     check_parquet_columns(plan, cfg)
     processor = load_processor(cfg.model, cfg.revision)
-    target = prepare_target(cfg.output, cfg.overwrite, cfg.partition_key_value, cfg.identity() if cfg.resume else None)
+    target = prepare_target(cfg.output, cfg.overwrite, cfg.partition_key_value,
+                            job_identity(cfg) if cfg.resume else None)
     return CheckedJob(
         run_id=cfg.run_id or default_run_id(),
         plan=plan,
@@ -116,7 +124,7 @@ def job_fields(cfg: JobConfig) -> dict:
 def execute(cfg: JobConfig, job: CheckedJob) -> dict:
     """Run the checked job and return its summary, also written next to the rows (`_summary.json`)."""
     started = time.perf_counter()
-    state = begin_run(job.target, cfg.identity(), job.run_id, explicit_run_id=cfg.run_id is not None)
+    state = begin_run(job.target, job_identity(cfg), job.run_id, explicit_run_id=cfg.run_id is not None)
     if state.complete:
         summary = json.loads(job.target.filesystem.cat_file(f"{job.target.path}/{SUMMARY_FILE}"))
         return {**summary, "already_complete": True}
@@ -158,6 +166,7 @@ def execute(cfg: JobConfig, job: CheckedJob) -> dict:
     summary["requests_per_gpu_s"] = round(summary["rows"] / (wall_s * gpus), 3) if gpus and wall_s > 0 else None
     summary["finished_at"] = _now().isoformat()
     summary["summary_uri"] = job.target.filesystem.unstrip_protocol(f"{job.target.path}/_summary.json")
+    summary = redact(summary)  # it echoes the flags: credentials in their URIs stay out
     write_summary(summary, job.target.filesystem, job.target.path)
     return summary
 
@@ -198,16 +207,19 @@ def run_job(flags: dict) -> dict:
             try:
                 summary = execute(cfg, job)
             except Exception as err:  # the scheduler gets a summary whatever went wrong
-                traceback.print_exc(file=sys.stderr)
+                print(redact_text(traceback.format_exc()), end="", file=sys.stderr)
                 summary = {**_ended("failed", f"{type(err).__name__}: {err}", cfg), "run_id": job.run_id}
     summary.setdefault("run_id", cfg.run_id if cfg else flags.get("run_id"))
     summary["started_at"] = started_at
+    # Summaries echo flags and error messages: what is returned, printed and written to --summary-uri carries
+    # no credential of a URI or the environment (execute redacts the dataset's own _summary.json alike).
+    summary = redact(summary)
     uri = cfg.summary_uri if cfg else flags.get("summary_uri")
     if uri:
         try:
             write_json(summary, uri)
         except Exception as err:  # a scheduler that cannot read the summary must see a failed run
-            summary.update(_ended("failed", f"cannot write the summary to {uri}: {type(err).__name__}: {err}"))
+            summary.update(redact(_ended("failed", f"cannot write the summary to {uri}: {type(err).__name__}: {err}")))
     return summary
 
 
