@@ -14,6 +14,9 @@ from schemas import columns as C
 from schemas.job import DEFAULT_MAX_IMAGE_PIXELS
 
 MAX_ERROR_CHARS = 500
+# The formats of the extensions the readers list (read.IMAGE_EXTENSIONS). Naming them keeps PIL from trying
+# its other plugins on whatever bytes arrive (its EPS plugin, for one, hands the data to Ghostscript).
+DECODED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
 
 
 class ImageTooLargeError(ValueError):
@@ -59,7 +62,7 @@ def displayed_image(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> 
     has more than `max_pixels` pixels.
     """
     with _pil_guard_off():
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=DECODED_FORMATS)
     with image:
         width, height = image.size
         if width * height > max_pixels:

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from pipelines.decode import ImageTooLargeError, decode_batch, decode_image
 from schemas import columns as C
@@ -111,3 +111,10 @@ def test_the_pixel_limit_is_the_jobs():
     with pytest.raises(Exception) as raised:
         decode_image(claimed, 4, BICUBIC, max_pixels=10**9)
     assert not isinstance(raised.value, (ImageTooLargeError, Image.DecompressionBombError))
+
+
+def test_only_the_listed_formats_are_opened():
+    # PIL would open an EPS (through Ghostscript) or a PPM; the pipeline reads no such files, so it refuses them.
+    for image, fmt in [(solid(4, 4), "PPM"), (solid(4, 4), "ICO")]:
+        with pytest.raises(UnidentifiedImageError):
+            decode_image(encode(image, fmt), 4, BICUBIC)
