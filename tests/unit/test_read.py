@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.read import InputError, check_parquet_columns, image_id_for, resolve_inputs
+from pipelines.read import InputError, check_parquet_columns, image_id_for, image_member, resolve_inputs
 from schemas.job import JobConfig
 
 
@@ -61,3 +61,17 @@ def test_parquet_columns_named_by_flags_must_exist(tmp_path):
     message = r"no column --image-column 'image', --uri-column 'uri'; its columns are img, key"
     with pytest.raises(InputError, match=message):
         check_parquet_columns(plan, ok.model_copy(update={"image_column": "image", "uri_column": "uri"}))
+
+
+@pytest.mark.parametrize(
+    "members, expected",
+    [
+        (["json", "jpg", "png"], "jpg"),  # IMAGE_EXTENSIONS order
+        (["txt", "JPG"], "JPG"),  # any case
+        (["left.png", "cls"], "left.png"),  # the last extension of a multi-part one
+        (["json", "txt"], None),  # no image member: the sample becomes image_error rows
+        ([], None),
+    ],
+)
+def test_the_image_member_of_a_webdataset_sample(members, expected):
+    assert image_member(members) == expected
