@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from pipelines.cli import parser_for  # noqa: E402
+from pipelines.driver.cli import parser_for  # noqa: E402
 from pipelines.run import describe, run_job  # noqa: E402
 from schemas.job import JobConfig  # noqa: E402
 

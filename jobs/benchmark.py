@@ -10,8 +10,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from pipelines.benchmark import run_benchmark, run_memory_check, table, write_results  # noqa: E402
-from pipelines.cli import config_from_args, one_line, parser_for  # noqa: E402
+from pipelines.devtools.benchmark import run_benchmark, run_memory_check, table, write_results  # noqa: E402
+from pipelines.driver.cli import config_from_args, one_line, parser_for  # noqa: E402
 from schemas.benchmark import BenchmarkConfig  # noqa: E402
 
 

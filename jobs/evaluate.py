@@ -15,8 +15,8 @@ import fsspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from pipelines.evaluate import evaluate_rows, format_report, format_side_by_side, side_by_side  # noqa: E402
-from pipelines.write import read_annotations  # noqa: E402
+from pipelines.review.evaluate import evaluate_rows, format_report, format_side_by_side, side_by_side  # noqa: E402
+from pipelines.storage.output import read_annotations  # noqa: E402
 
 COLUMNS = ["source_uri", "task", "status", "boxes", "masks", "text"]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from pipelines.export import FORMATS, export  # noqa: E402
-from pipelines.export.source import DEFAULT_BATCH_SIZE, RowFilter, UrlMap  # noqa: E402
+from pipelines.review.export import FORMATS, export  # noqa: E402
+from pipelines.review.export.source import DEFAULT_BATCH_SIZE, RowFilter, UrlMap  # noqa: E402
 
 
 def _names(value: str) -> tuple[str, ...]:

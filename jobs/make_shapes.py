@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from pipelines.shapes import FORMATS, SIZE_RANGE, write_shapes  # noqa: E402
+from pipelines.devtools.shapes import FORMATS, SIZE_RANGE, write_shapes  # noqa: E402
 
 
 def main() -> None:

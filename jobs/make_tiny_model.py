@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from pipelines.tiny_model import save_tiny_paligemma  # noqa: E402
+from pipelines.devtools.tiny_model import save_tiny_paligemma  # noqa: E402
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from pipelines.report import build_report  # noqa: E402
+from pipelines.review.report import build_report  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

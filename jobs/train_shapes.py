@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from pipelines.train_shapes import TrainConfig, train_shapes  # noqa: E402
+from pipelines.devtools.train_shapes import TrainConfig, train_shapes  # noqa: E402
 
 DEFAULTS = TrainConfig()
 # The TrainConfig fields a user may set, with their help; each becomes --field-name with the config's default.

@@ -13,24 +13,24 @@ import ray
 from pydantic import ValidationError
 
 from pipelines.build import ModelPlacement, build_dataset
-from pipelines.cli import one_line
-from pipelines.mask_decoder import VaeLoadError, find_vae, load_mask_decoder, missing_vae_message
-from pipelines.model import ModelLoadError, image_size_of, load_processor
-from pipelines.plan import plan_summary
-from pipelines.read import InputPlan, check_parquet_columns, resolve_job_inputs
-from pipelines.redact import redact, redact_text
-from pipelines.tasks.registry import check_tasks
-from pipelines.write import (
+from pipelines.driver.cli import one_line
+from pipelines.driver.plan import plan_summary
+from pipelines.model.load import ModelLoadError, image_size_of, load_processor
+from pipelines.model.mask_decoder import VaeLoadError, find_vae, load_mask_decoder, missing_vae_message
+from pipelines.stages.write import write_annotations
+from pipelines.storage.inputs import InputFiles, check_parquet_columns, resolve_job_inputs
+from pipelines.storage.output import (
     SUMMARY_FILE,
     OutputTarget,
     begin_run,
     commit_partition,
     prepare_target,
     summarize,
-    write_annotations,
     write_json,
     write_summary,
 )
+from pipelines.storage.redact import redact, redact_text
+from pipelines.tasks.registry import check_tasks
 from schemas.job import JobConfig
 
 # Raised by the checks before Ray starts: the command is refused (exit 2) and nothing was done.
@@ -72,7 +72,7 @@ class CheckedJob:
     """Everything the checks found out, for the run itself."""
 
     run_id: str
-    plan: InputPlan
+    inputs: InputFiles
     vae: str | None
     image_size: int
     resample: int
@@ -92,14 +92,14 @@ def check_job(cfg: JobConfig) -> CheckedJob:
     """
     tasks = check_tasks(cfg.tasks, cfg.prompt_options())
     vae = check_vae(cfg) if any(task.decodes_masks for task in tasks) else None
-    plan = resolve_job_inputs(cfg)
-    check_parquet_columns(plan, cfg)
+    inputs = resolve_job_inputs(cfg)
+    check_parquet_columns(inputs, cfg)
     processor = load_processor(cfg.model, cfg.revision)
     target = prepare_target(cfg.output, cfg.overwrite, cfg.partition_key_value,
                             job_identity(cfg) if cfg.resume else None)
     return CheckedJob(
         run_id=cfg.run_id or default_run_id(),
-        plan=plan,
+        inputs=inputs,
         vae=vae,
         image_size=image_size_of(processor),
         resample=int(processor.image_processor.resample),
@@ -129,11 +129,11 @@ def execute(cfg: JobConfig, job: CheckedJob) -> dict:
         summary = json.loads(job.target.filesystem.cat_file(f"{job.target.path}/{SUMMARY_FILE}"))
         return {**summary, "already_complete": True}
     placement = None
-    if job.plan.paths:
+    if job.inputs.paths:
         if not ray.is_initialized():
             ray.init(address=cfg.address)  # None: RAY_ADDRESS (e.g. under `ray job submit`) or a new local Ray
         placement = place_model(cfg.num_actors)
-        ds = build_dataset(cfg, job.plan, job.image_size, job.resample, placement, state.run_id, job.vae,
+        ds = build_dataset(cfg, job.inputs, job.image_size, job.resample, placement, state.run_id, job.vae,
                            finished=state.finished)
         write_annotations(ds, job.target)
     elif job.target.partition:
@@ -151,10 +151,10 @@ def execute(cfg: JobConfig, job: CheckedJob) -> dict:
         "unreadable_files_removed": state.dropped_files,
         **job_fields(cfg),
         "vae": job.vae,
-        "input_kind": job.plan.kind,
-        "input_files": len(job.plan.paths),
-        "ignored_files": job.plan.ignored,
-        "outside_window_files": job.plan.outside_window,
+        "input_kind": job.inputs.kind,
+        "input_files": len(job.inputs.paths),
+        "ignored_files": job.inputs.ignored,
+        "outside_window_files": job.inputs.outside_window,
         "model_actors": placement.num_actors if placement else 0,
         "gpus_per_actor": placement.gpus_per_actor if placement else 0,
         "wall_s": round(wall_s, 3),

@@ -2,7 +2,8 @@
 
 Between stages no column is ever null: "" (strings), b"" (bytes) and 0 (sizes) stand for
 "absent", because Ray Data turns an all-null column into float NaN on its way to NumPy. The
-validate stage turns them back into nulls in the output rows.
+label stage turns them back into nulls in the output rows. List columns travel as object arrays of
+Python lists (`list_column`), which Ray Data stores as Arrow lists.
 """
 
 import numpy as np
@@ -11,7 +12,7 @@ IMAGE_ID = "image_id"
 SOURCE_URI = "source_uri"
 IMAGE_BYTES = "image_bytes"  # encoded file bytes, read -> decode
 QUESTION = "question"  # optional per-image question (answer task) from the input
-DONE_TASKS = "done_tasks"  # comma-separated tasks an earlier attempt already wrote for this image (resume)
+DONE_TASKS = "done_tasks"  # list of the tasks an earlier attempt already wrote for this image (resume)
 PIXELS = "pixels"  # uint8 HxWx3 at the model's resolution, decode -> generate
 WIDTH = "width"
 HEIGHT = "height"
@@ -25,6 +26,24 @@ MASK_SIZE = 64  # the mask decoder's output is MASK_SIZE x MASK_SIZE
 # Per generated token of the answer (special tokens and end of sequence left out), generate -> validate:
 TOKEN_LOGPROBS = "token_logprobs"  # float32 bytes: natural-log probability of the token
 TOKEN_ENDS = "token_ends"  # int32 bytes: where the token's text ends in raw_output, in characters
+
+
+LIST_COLUMNS = (DONE_TASKS,)
+
+
+def list_column(values) -> np.ndarray:
+    """An object array of Python lists, one per row. Ray Data hands an Arrow list column to a NumPy
+    step as arrays inside an object array; given back as such, it would be pickled instead of stored
+    as an Arrow list, so every step that passes a list column on packs it again with this."""
+    column = np.empty(len(values), dtype=object)
+    column[:] = [list(value) for value in values]
+    return column
+
+
+def carry(batch: dict[str, np.ndarray], drop: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The columns of `batch` that a step passes on unchanged (all but `drop`), list columns repacked."""
+    return {name: list_column(values) if name in LIST_COLUMNS else values
+            for name, values in batch.items() if name not in drop}
 
 
 def pack_mask_logits(mask_logits: np.ndarray) -> bytes:

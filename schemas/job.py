@@ -87,9 +87,9 @@ class JobConfig(BaseModel):
     address: str | None = Field(default=None,
                                 description="Ray cluster address; default RAY_ADDRESS, else a local Ray.")
     overwrite: bool = Field(default=False, description="Replace an existing output dataset (all of it).")
-    resume: bool = Field(default=True, description="The default: an unfinished run of the same arguments in "
+    resume: bool = Field(default=True, description="On by default: an unfinished run of the same arguments in "
                          "--output is continued (work already written is kept, not redone) and a finished one is "
-                         "left as it is. --overwrite starts again instead.")
+                         "left as it is. --no-resume refuses any existing output instead; --overwrite starts again.")
     partition: str | None = Field(
         default=None, description="key=value (e.g. run_date=2026-11-22): write into this partition of --output, "
         "replacing only it if it exists; other partitions are kept.")

@@ -11,9 +11,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from pipelines.read import image_id_for
-from pipelines.shapes import write_shapes
-from pipelines.write import SUMMARY_FILE
+from pipelines.devtools.shapes import write_shapes
+from pipelines.stages.read import image_id_for
+from pipelines.storage.output import SUMMARY_FILE
 from schemas.annotations import Rle
 from schemas.rows import LABEL_ROW_SCHEMA, LabelRow
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.write import SUMMARY_FILE
+from pipelines.storage.output import SUMMARY_FILE
 from schemas.rows import LABEL_ROW_SCHEMA
 
 ROWS_PER_FILE = 5000

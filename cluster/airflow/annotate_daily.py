@@ -6,7 +6,7 @@ summary reports a failure. The submission id comes from the DAG run, so a retrie
 job it already submitted; rerunning a day (clearing its DAG run) replaces that day's partition.
 
 Deploy: put this repository where the Airflow workers can read it (the DAG imports its helpers from
-`pipelines/schedule.py` and uploads the repository as the job's working directory), install `ray`
+`pipelines/driver/schedule.py` and uploads the repository as the job's working directory), install `ray`
 (the cluster's version) and, for gs:// outputs, `gcsfs` into the Airflow environment, and set the
 DAG's params (or trigger with a config). See README "Scheduling with Airflow".
 """
@@ -25,9 +25,9 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))  # pipelines/schedule.py: small helpers, tested without Airflow
+sys.path.insert(0, str(REPO))  # pipelines/driver/schedule.py: small helpers, tested without Airflow
 
-from pipelines.schedule import (  # noqa: E402
+from pipelines.driver.schedule import (  # noqa: E402
     annotate_entrypoint,
     job_finished,
     read_summary,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipelines.geometry import loc_yxyx_1024_to_box_xyxy_px
 from pipelines.parse.entries import Entry, describe_entry, find_class, normalised_classes, split_entries
+from pipelines.parse.geometry import loc_yxyx_1024_to_box_xyxy_px
 from pipelines.parse.scores import TokenLogprobs
 from schemas.annotations import Box
 

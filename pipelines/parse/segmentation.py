@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.geometry import box_xyxy_px_to_pixel_span, place_mask
 from pipelines.parse.detection import entry_to_box
 from pipelines.parse.entries import Entry, describe_entry, normalised_classes, split_entries
+from pipelines.parse.geometry import box_xyxy_px_to_pixel_span, place_mask
 from pipelines.parse.scores import TokenLogprobs
 from schemas.annotations import Box, Mask, Rle
 

@@ -17,7 +17,7 @@ OutputField = Literal["boxes", "masks", "text", "text_score"]
 
 
 @dataclass(frozen=True)
-class Answer:
+class ModelAnswer:
     """What the model stage produced for one request, as the task's parser receives it."""
 
     raw_output: str
@@ -57,13 +57,13 @@ class TaskSpec:
     name: str
     build_prompts: Callable[[PromptOptions, str | None], list[str]]
     max_new_tokens: Callable[[PromptOptions], int]
-    parse: Callable[[Answer, PromptOptions], ParseResult]
+    parse: Callable[[ModelAnswer, PromptOptions], ParseResult]
     output_fields: tuple[OutputField, ...]
     check_options: Callable[[PromptOptions], str | None] = lambda options: None
     decodes_masks: bool = False
 
 
-def parse_text_answer(answer: Answer, options: PromptOptions) -> ParseResult:
+def parse_text_answer(answer: ModelAnswer, options: PromptOptions) -> ParseResult:
     """Parser shared by the free-text tasks: the cleaned text, or a problem when nothing is left.
     Its score covers every token of the answer (a prompt echo, if any, included)."""
     text = clean_text(answer.raw_output, answer.prompt)

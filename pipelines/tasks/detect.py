@@ -1,7 +1,7 @@
 """`detect a ; b`: boxes for the requested classes."""
 
 from pipelines.parse.detection import parse_detections
-from pipelines.tasks.base import Answer, ParseResult, TaskSpec
+from pipelines.tasks.base import ModelAnswer, ParseResult, TaskSpec
 from schemas.job import PromptOptions
 
 # An object costs 4 loc tokens, 1-3 label tokens and a separator: budget about three objects per
@@ -11,7 +11,7 @@ _MIN_TOKENS = 16
 _MAX_TOKENS = 512
 
 
-def _parse(answer: Answer, options: PromptOptions) -> ParseResult:
+def _parse(answer: ModelAnswer, options: PromptOptions) -> ParseResult:
     boxes, problems = parse_detections(answer.raw_output, options.classes, answer.image_wh, answer.tokens)
     return ParseResult(boxes=boxes, problems=problems)
 

@@ -1,7 +1,7 @@
 """`segment a ; b`: a box and a full-image mask per object of the requested classes."""
 
 from pipelines.parse.segmentation import parse_segments
-from pipelines.tasks.base import Answer, ParseResult, TaskSpec
+from pipelines.tasks.base import ModelAnswer, ParseResult, TaskSpec
 from schemas.job import PromptOptions
 
 # An object costs 4 loc + 16 seg tokens, 1-3 label tokens and a separator: budget about three
@@ -11,7 +11,7 @@ _MIN_TOKENS = 32
 _MAX_TOKENS = 1024
 
 
-def _parse(answer: Answer, options: PromptOptions) -> ParseResult:
+def _parse(answer: ModelAnswer, options: PromptOptions) -> ParseResult:
     boxes, masks, problems = parse_segments(
         answer.raw_output, options.classes, answer.image_wh, answer.mask_logits, answer.tokens
     )

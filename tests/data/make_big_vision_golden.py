@@ -7,7 +7,7 @@
 The evaluator module is imported as it is in the checkout; only the imports it needs for its
 evaluation loop (big_vision's data pipeline, tokenizer and TensorFlow) are replaced by empty
 modules, since decoding masks does not touch them. Weights come from
-`pipelines.tiny_model.random_vae_arrays`, so the test rebuilds the same file without this script.
+`pipelines.devtools.tiny_model.random_vae_arrays`, so the test rebuilds the same file without this script.
 """
 
 import argparse
@@ -22,7 +22,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from pipelines.tiny_model import random_vae_arrays  # noqa: E402
+from pipelines.devtools.tiny_model import random_vae_arrays  # noqa: E402
 
 EVALUATOR = "big_vision/evaluators/proj/paligemma/transfers/segmentation.py"
 UNUSED_IMPORTS = ("big_vision", "big_vision.evaluators", "big_vision.evaluators.common", "big_vision.pp",

@@ -11,6 +11,7 @@ import pytest
 
 from schemas import LabelRow
 from tests.integration.conftest import read_output
+from tests.rows import assert_each_once
 
 pytestmark = pytest.mark.integration
 
@@ -47,8 +48,7 @@ def test_the_readme_demo_annotates_and_scores_the_bundled_shapes(tmp_path):
                                                  if p.is_file()]
     written.append(str(table.to_pylist()))  # Parquet pages may be compressed: check the values too
     assert not any(PLANTED_TOKEN in text for text in written)
-    keys = list(zip(*(table.column(c).to_pylist() for c in ("source_uri", "task"))))
-    assert len(keys) == len(set(keys)) == 18
+    assert_each_once(table, 18)
     for row in table.to_pylist():
         LabelRow.model_validate(row, context={"classes": ("circle", "square", "triangle")})
         assert row["status"] in ("ok", "invalid_output") and (row["status"] == "ok") == (row["error"] is None)

@@ -1,7 +1,6 @@
 """Awkward and hostile inputs, end to end on a real local Ray and a real tiny PaliGemma: every input x task
 is exactly one row, annotated or `image_error` with its reason, and nothing of an input reaches the disk."""
 
-from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -9,13 +8,14 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipelines.read import image_id_for
 from pipelines.run import annotate
+from pipelines.stages.read import image_id_for
 from schemas.job import JobConfig
 from tests.conftest import SHAPES_MODEL
 from tests.images import encode, solid
 from tests.integration.conftest import read_output
 from tests.integration.corpus import BAD_INPUT_LIMIT, write_bad_input_images, write_hostile_shard
+from tests.rows import assert_each_once
 
 pytestmark = pytest.mark.integration
 TASKS = ("detect", "caption")
@@ -23,8 +23,7 @@ TASKS = ("detect", "caption")
 
 def rows_by_input(table: pa.Table, prefix: str) -> dict[str, list[dict]]:
     """Rows grouped by source URI with `prefix` removed, after checking each (image_id, task) is one row."""
-    keys = list(zip(table.column("image_id").to_pylist(), table.column("task").to_pylist()))
-    assert len(keys) == len(set(keys)), [k for k, n in Counter(keys).items() if n > 1]
+    assert_each_once(table)
     grouped: dict[str, list[dict]] = {}
     for row in table.to_pylist():
         assert row["source_uri"].startswith(prefix), row["source_uri"]

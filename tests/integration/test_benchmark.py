@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pipelines.benchmark import run_benchmark, table, write_results
+from pipelines.devtools.benchmark import run_benchmark, table, write_results
 from schemas.benchmark import BenchmarkConfig
 
 pytestmark = pytest.mark.integration

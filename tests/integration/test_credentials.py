@@ -17,7 +17,7 @@ import ray
 
 from tests.images import encode, solid
 from tests.integration.conftest import read_output
-from tests.unit.test_annotate_cli import load_job
+from tests.jobs import load_job
 
 pytestmark = pytest.mark.integration
 

@@ -4,12 +4,13 @@ import json
 
 import pytest
 
-from pipelines.read import image_id_for
+from pipelines.devtools.tiny_model import save_random_vae
 from pipelines.run import annotate
-from pipelines.tiny_model import save_random_vae
+from pipelines.stages.read import image_id_for
 from schemas.job import JobConfig
 from tests.integration.conftest import read_output
 from tests.integration.corpus import write_image_tree
+from tests.rows import assert_each_once
 
 pytestmark = pytest.mark.integration
 
@@ -24,8 +25,7 @@ def test_bucket_to_bucket(tmp_path, gcs, ray_local, tiny_model_dir):
 
     fs = gcs.filesystem()
     table = read_output("labels-test/labels/run1", filesystem=fs)
-    keys = list(zip(*(table.column(c).to_pylist() for c in ("image_id", "task"))))
-    assert len(keys) == len(set(keys)) == len(sizes) * 2
+    assert_each_once(table, len(sizes) * 2)
     assert set(table.column("source_uri").to_pylist()) == set(uris)
     assert set(table.column("image_id").to_pylist()) == {image_id_for(u) for u in uris}
     broken = {u for u in uris if sizes[u.split("/raw/images/", 1)[1]] is None}
@@ -43,7 +43,7 @@ def test_a_partition_swap_on_gcs_replaces_the_old_objects(gcs, monkeypatch):
     from fsspec.asyn import AsyncFileSystem
     from gcsfs.core import GCSFileSystem
 
-    from pipelines.write import OutputTarget, replace_partition
+    from pipelines.storage.output import OutputTarget, replace_partition
 
     # gcsfs first tries GCS's moveTo API, which the emulator answers 501: gcsfs retries that for 30 s, then
     # copies and deletes. Go straight to that copy and delete, as gcsfs ends up doing.

@@ -1,5 +1,5 @@
 """`ray job submit -- python jobs/annotate.py ...` against a real `ray start --head` with token auth, and the
-Airflow DAG's submission path (pipelines/schedule.py) against the same head."""
+Airflow DAG's submission path (pipelines/driver/schedule.py) against the same head."""
 
 import datetime
 import os
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.schedule import (
+from pipelines.driver.schedule import (
     annotate_entrypoint,
     read_summary,
     run_problems,
@@ -19,6 +19,7 @@ from pipelines.schedule import (
 )
 from tests.integration.conftest import read_output
 from tests.integration.ray_head import RAY_EXE
+from tests.rows import assert_each_once
 
 pytestmark = pytest.mark.integration
 
@@ -38,8 +39,7 @@ def test_submitted_job_annotates_the_samples(tmp_path, head, tiny_model_dir):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "annotated 5 images into 10 rows" in result.stdout
     table = read_output(str(output))
-    keys = list(zip(*(table.column(c).to_pylist() for c in ("image_id", "task"))))
-    assert len(keys) == len(set(keys)) == 10
+    assert_each_once(table, 10)
 
 
 def test_a_scheduled_submission_runs_once_and_reports_its_summary(tmp_path, head, tiny_model_dir):

@@ -9,16 +9,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from pipelines.run import run_job
-from pipelines.write import IncompleteOutputError, committed_dataset
+from pipelines.storage.output import IncompleteOutputError, committed_dataset
 from tests.images import encode, solid
 from tests.integration.conftest import read_output
+from tests.rows import assert_each_once
 
 pytestmark = pytest.mark.integration
 
@@ -87,10 +87,7 @@ def model_actor_pids(head) -> list[int]:
 
 def check_exactly_once(output: Path) -> list[dict]:
     rows = read_output(str(output)).to_pylist()
-    counts = Counter((row["image_id"], row["task"]) for row in rows)
-    assert len(counts) == IMAGES * 2, f"{IMAGES * 2 - len(counts)} image x task rows lost"
-    doubled = [key for key, n in counts.items() if n > 1]
-    assert not doubled, f"{len(doubled)} image x task rows duplicated, e.g. {doubled[:3]}"
+    assert_each_once(rows, IMAGES * 2)
     return rows
 
 

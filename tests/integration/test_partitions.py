@@ -13,6 +13,7 @@ import pytest
 
 from pipelines.run import run_job
 from tests.integration.conftest import read_output
+from tests.rows import assert_each_once
 
 pytestmark = pytest.mark.integration
 
@@ -57,8 +58,7 @@ def test_two_days_and_a_rerun_leave_exactly_one_row_per_image_and_task(tmp_path,
     assert rerun["rows"] == 4
 
     table = read_output(str(output))
-    keys = list(zip(*(table.column(c).to_pylist() for c in ("source_uri", "task"))))
-    assert len(keys) == len(set(keys)) == 10
+    keys = assert_each_once(table, 10, key=("source_uri", "task"))
     assert {uri for uri, _ in keys} == set(day_1 + day_2)
     by_day = Counter(zip(table.column("run_date").to_pylist(), table.column("run_id").to_pylist()))
     assert by_day == {("2026-11-21", "day-1-again"): 4, ("2026-11-22", "day-2"): 6}

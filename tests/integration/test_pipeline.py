@@ -6,12 +6,13 @@ from collections import Counter
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.read import image_id_for
 from pipelines.run import annotate
+from pipelines.stages.read import image_id_for
 from schemas import LABEL_ROW_SCHEMA
 from schemas.job import JobConfig
 from tests.integration.conftest import read_output
 from tests.integration.corpus import write_image_tree, write_parquet, write_webdataset
+from tests.rows import assert_each_once
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +30,7 @@ def test_images_every_input_and_prompt_exactly_once(tmp_path, ray_local, tiny_mo
     table = read_output(str(tmp_path / "out"))
 
     # 7 images x (detect + caption + 2 answers) prompts, each exactly once
-    assert len(keys(table)) == len(set(keys(table))) == 7 * 4
+    assert_each_once(table, 7 * 4)
     uris = {f"file://{tmp_path / 'in' / name}": size for name, size in sizes.items()}
     assert set(table.column("image_id").to_pylist()) == {image_id_for(u) for u in uris}
     assert Counter(table.column("task").to_pylist()) == {"detect": 7, "caption": 7, "answer": 14}
@@ -69,7 +70,7 @@ def test_webdataset_shards(tmp_path, ray_local, tiny_model_dir):
     annotate(JobConfig(input=str(tmp_path / "shards"), output=str(tmp_path / "out"), model=tiny_model_dir,
                        tasks="ocr,caption"))
     table = read_output(str(tmp_path / "out"))
-    assert len(set(keys(table))) == table.num_rows == len(expected) * 2
+    assert_each_once(table, len(expected) * 2)
     by_uri = {}
     for row in table.to_pylist():
         by_uri.setdefault(row["source_uri"].split("/shards/", 1)[1], set()).add(row["status"])

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.geometry import place_mask
-from pipelines.mask_decoder import decode_masks, load_mask_decoder
+from pipelines.devtools.tiny_model import random_vae_arrays, save_scripted_paligemma
+from pipelines.model.mask_decoder import decode_masks, load_mask_decoder
+from pipelines.parse.geometry import place_mask
 from pipelines.run import annotate
-from pipelines.tiny_model import random_vae_arrays, save_scripted_paligemma
 from schemas import LabelRow
 from schemas.job import JobConfig
 from tests.integration.conftest import read_output

@@ -15,11 +15,11 @@ import pytest
 import torch
 from transformers import PaliGemmaForConditionalGeneration, PaliGemmaProcessor
 
-from pipelines.evaluate import evaluate_rows, name_of
+from pipelines.devtools.shapes import draw_scene, image_name, write_shapes
+from pipelines.review.evaluate import evaluate_rows, name_of
 from pipelines.run import annotate
-from pipelines.shapes import draw_scene, image_name, write_shapes
+from pipelines.storage.output import read_annotations
 from pipelines.tasks.registry import get_task
-from pipelines.write import read_annotations
 from schemas.job import JobConfig
 from tests.conftest import SHAPES_MODEL
 

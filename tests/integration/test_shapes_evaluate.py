@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from pipelines.evaluate import evaluate_rows
+from pipelines.devtools.shapes import write_shapes
+from pipelines.review.evaluate import evaluate_rows
 from pipelines.run import annotate
-from pipelines.shapes import write_shapes
-from pipelines.write import read_annotations
+from pipelines.storage.output import read_annotations
 from schemas.job import JobConfig
 
 pytestmark = pytest.mark.integration

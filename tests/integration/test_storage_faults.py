@@ -2,7 +2,6 @@
 them with backoff, and the job succeeds with every image x task exactly once. The faults come from a
 proxy in front of the real GCS emulator (tests/integration/fault_proxy.py)."""
 
-from collections import Counter
 
 import pytest
 
@@ -11,6 +10,7 @@ from schemas.job import JobConfig
 from tests.integration.conftest import read_output
 from tests.integration.corpus import write_image_tree
 from tests.integration.fault_proxy import FAULT_KINDS, FaultPlan, FaultProxy, route_gcs_through
+from tests.rows import assert_each_once
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,6 @@ def test_a_job_through_a_faulty_object_store_writes_every_row_once(tmp_path, gcs
     assert summary["status"] == "succeeded" and summary["rows"] == len(sizes) * 2
 
     table = read_output("faults-test/out", filesystem=gcs.filesystem())  # read back without the proxy
-    counts = Counter(zip(table.column("image_id").to_pylist(), table.column("task").to_pylist()))
-    assert len(counts) == len(sizes) * 2 and set(counts.values()) == {1}
+    assert_each_once(table, len(sizes) * 2)
     assert set(table.column("source_uri").to_pylist()) == set(uris)
     assert gcs.filesystem().exists("faults-test/out/_summary.json")

@@ -1,30 +1,23 @@
 """cluster/: every manifest parses, has what its kind needs, and its entrypoint's flags are accepted by
 jobs/annotate.py's own parser and JobConfig."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import ray
 import yaml
 
-from pipelines.schedule import annotate_args
+from pipelines.driver.schedule import annotate_args
 from schemas.job import JobConfig
+from tests.jobs import load_job
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = sorted((REPO / "cluster").rglob("*.yaml"))
 
 
-def annotate_job():
-    spec = importlib.util.spec_from_file_location("annotate_job", REPO / "jobs" / "annotate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def accepted(args: list[str]) -> JobConfig:
     """Parse as `python jobs/annotate.py ARGS` would, then validate; raises SystemExit or ValidationError."""
-    parsed = annotate_job().build_parser().parse_args(args)
+    parsed = load_job().build_parser().parse_args(args)
     return JobConfig.model_validate({k: v for k, v in vars(parsed).items() if v is not None})
 
 

@@ -8,7 +8,7 @@ import ray
 
 import pipelines.run
 from pipelines.run import run_job
-from pipelines.write import OutputExistsError, prepare_target
+from pipelines.storage.output import OutputExistsError, prepare_target
 
 SAMPLES = str(Path(__file__).resolve().parents[1] / "data" / "samples")
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipelines.tasks.base import Answer, TaskSpec
+from pipelines.tasks.base import ModelAnswer, TaskSpec
 from pipelines.tasks.registry import TASKS, _by_name, check_tasks, get_task
 from schemas.job import PromptOptions
 
@@ -89,10 +89,10 @@ def test_duplicate_task_names_are_refused():
 
 
 def test_text_tasks_report_an_empty_answer():
-    result = get_task("caption").parse(Answer("  \n", "caption en", (10, 10)), PromptOptions())
+    result = get_task("caption").parse(ModelAnswer("  \n", "caption en", (10, 10)), PromptOptions())
     assert result.text == "" and result.problems == ["empty answer"]
 
 
 def test_text_tasks_drop_a_prompt_echo():
-    result = get_task("caption").parse(Answer("caption en\na red car ", "caption en", (10, 10)), PromptOptions())
+    result = get_task("caption").parse(ModelAnswer("caption en\na red car ", "caption en", (10, 10)), PromptOptions())
     assert result.text == "a red car" and result.problems == []

@@ -1,0 +1,1 @@
+"""Development tools: synthetic shapes, the stand-in checkpoints and their training, benchmarks."""

@@ -1,0 +1,78 @@
+"""What a run would do, from the input listing alone: images, shards, requests, GPU-hours.
+
+Reads only file listings and metadata (Parquet footers, tar headers): no model, no Ray.
+"""
+
+from __future__ import annotations
+
+import math
+import tarfile
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipelines.storage.inputs import InputFiles
+from pipelines.tasks.base import TaskSpec
+from schemas.job import JobConfig
+
+NO_THROUGHPUT = (
+    "no GPU throughput has been measured for this pipeline yet; run it once on your GPUs and pass the summary's "
+    "requests_per_gpu_s as --requests-per-gpu-s"
+)
+
+
+def _sample_keys(plan: InputFiles, path: str) -> int:
+    """Samples in a WebDataset shard: member names up to the first dot of their base name, as the
+    WebDataset reader groups them. Reads tar headers only (members are skipped by seeking)."""
+    keys = set()
+    with plan.filesystem.open(path, "rb") as handle, tarfile.open(fileobj=handle, mode="r:") as tar:
+        for member in tar:
+            if member.isfile():
+                folder, _, base = member.name.rpartition("/")
+                keys.add(f"{folder}/{base.split('.', 1)[0]}")
+    return len(keys)
+
+
+def count_inputs(plan: InputFiles, question_column: str | None = None) -> tuple[int, int]:
+    """(images, of which carry a per-image question) that the readers will produce from `plan`."""
+    if plan.kind == "images":
+        return len(plan.paths), 0
+    if plan.kind == "webdataset":
+        return sum(_sample_keys(plan, path) for path in plan.paths), 0
+    images = questions = 0
+    for path in plan.paths:
+        with plan.filesystem.open(path, "rb") as handle:
+            parquet = pq.ParquetFile(handle)
+            images += parquet.metadata.num_rows
+            if question_column:
+                column = parquet.read(columns=[question_column]).column(question_column)
+                questions += pc.sum(pc.greater(pc.utf8_length(column.fill_null("")), 0)).as_py() or 0
+    return images, questions
+
+
+def plan_summary(cfg: JobConfig, plan: InputFiles, tasks: list[TaskSpec]) -> dict:
+    """The plan's figures: inputs, requests per task (one per image and prompt) and GPU-hours."""
+    options = cfg.prompt_options()
+    images, with_question = count_inputs(plan, cfg.question_column)
+    requests = {}
+    for task in tasks:
+        # A task that takes the image's own question (answer) has more prompts for images that carry one.
+        base = len(task.build_prompts(options, None))
+        extra = len(task.build_prompts(options, "a question")) - base
+        requests[task.name] = images * base + with_question * extra
+    total = sum(requests.values())
+    rate = cfg.requests_per_gpu_s
+    return {
+        "input_kind": plan.kind,
+        "input_files": len(plan.paths),
+        "ignored_files": plan.ignored,
+        "outside_window_files": plan.outside_window,
+        "images": images,
+        "requests_per_task": requests,
+        "requests": total,
+        "max_new_tokens_per_task": {task.name: task.max_new_tokens(options) for task in tasks},
+        "generate_calls_at_least": sum(math.ceil(n / cfg.batch_size) for n in requests.values()),
+        "requests_per_gpu_s": rate,
+        "estimated_gpu_hours": round(total / rate / 3600, 3) if rate else None,
+        "estimate_note": None if rate else NO_THROUGHPUT,
+    }

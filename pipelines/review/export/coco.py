@@ -1,0 +1,93 @@
+"""COCO instances JSON (boxes and RLE masks, with scores), streamed in two passes.
+
+Pass one writes `images` (each image once, whatever number of rows it has) and learns the
+categories; pass two writes `annotations`. Memory holds one batch of rows, the category names and
+a set of 64-bit image ids (to write each image once), not the rows. COCO image ids are the first
+52 bits of the SHA-256 of `image_id` (exact in JSON and JavaScript numbers); category ids number
+the labels in name order from 1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import fsspec
+
+from pipelines.review.evaluate import name_of
+from pipelines.review.export.jsonstream import JsonArrayWriter
+from pipelines.review.export.source import DEFAULT_BATCH_SIZE, RowFilter, UrlMap, iter_rows, objects_of
+from pipelines.tasks.registry import TASKS
+from schemas.annotations import Rle
+
+# Tasks whose rows carry objects; text tasks have none for COCO.
+OBJECT_TASKS = tuple(name for name, spec in TASKS.items() if "boxes" in spec.output_fields)
+
+
+def coco_image_id(image_id: str) -> int:
+    return int(hashlib.sha256(image_id.encode("utf-8")).hexdigest()[:13], 16)
+
+
+def _object_filter(row_filter: RowFilter) -> RowFilter:
+    tasks = row_filter.tasks or OBJECT_TASKS
+    if unsupported := [task for task in tasks if task not in OBJECT_TASKS]:
+        raise ValueError(f"COCO holds boxes and masks; tasks {unsupported} have none (use {', '.join(OBJECT_TASKS)})")
+    return RowFilter(tasks=tuple(tasks), statuses=row_filter.statuses, min_score=row_filter.min_score)
+
+
+def annotation_of(number: int, image: int, category: int, box: dict, mask: dict | None) -> dict:
+    """One COCO annotation: bbox [x, y, w, h] in pixels, and with a mask its RLE and pixel area."""
+    width, height = box["x_max"] - box["x_min"], box["y_max"] - box["y_min"]
+    annotation = {"id": number, "image_id": image, "category_id": category,
+                  "bbox": [box["x_min"], box["y_min"], width, height], "area": width * height, "iscrowd": 0,
+                  "score": (mask or box)["score"]}
+    if mask is not None:
+        rle = mask["rle"]
+        annotation["segmentation"] = {"size": list(rle["size"]), "counts": rle["counts"]}
+        annotation["area"] = float(Rle.model_construct(size=list(rle["size"]), counts=rle["counts"]).area())
+    return annotation
+
+
+def export_coco(
+    uri: str, output: str, row_filter: RowFilter = RowFilter(), urls: UrlMap = UrlMap(),
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> dict[str, int]:
+    """Stream the dataset at `uri` into a COCO JSON file at `output`; returns the counts written."""
+    row_filter = _object_filter(row_filter)
+    labels: set[str] = set()
+    seen: set[int] = set()
+    counts = {"images": 0, "annotations": 0, "categories": 0}
+    with fsspec.open(output, "w") as handle:
+        handle.write('{"info":' + json.dumps({"description": f"paligemma-labeller export of {uri}"}) + ',"images":')
+        with JsonArrayWriter(handle) as images:
+            for rows in iter_rows(uri, ["image_id", "source_uri", "width", "height", "boxes", "masks"], row_filter,
+                                  batch_size):
+                for row in rows:
+                    if row["width"] is None:  # an unreadable image: nothing to place objects on
+                        continue
+                    labels.update(box["label"] for box, _ in objects_of(row, row_filter))
+                    image = coco_image_id(row["image_id"])
+                    if image in seen:
+                        continue
+                    seen.add(image)
+                    images.write({"id": image, "file_name": name_of(row["source_uri"]), "width": row["width"],
+                                  "height": row["height"], "coco_url": urls.url(row["source_uri"]),
+                                  "source_uri": row["source_uri"]})
+        counts["images"] = images.count
+        categories = {label: number for number, label in enumerate(sorted(labels), start=1)}
+        counts["categories"] = len(categories)
+        handle.write(',"categories":' + json.dumps([{"id": number, "name": label, "supercategory": ""}
+                                                     for label, number in categories.items()]))
+        handle.write(',"annotations":')
+        with JsonArrayWriter(handle) as annotations:
+            for rows in iter_rows(uri, ["image_id", "width", "boxes", "masks"], row_filter, batch_size):
+                for row in rows:
+                    if row["width"] is None:
+                        continue
+                    image = coco_image_id(row["image_id"])
+                    for box, mask in objects_of(row, row_filter):
+                        annotations.write(annotation_of(annotations.count + 1, image, categories[box["label"]],
+                                                        box, mask))
+        counts["annotations"] = annotations.count
+        handle.write("}\n")
+    return counts

@@ -1,0 +1,115 @@
+"""Encoded bytes -> RGB uint8 at the model's resolution, plus the original size. Runs on CPU workers."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from typing import Iterator
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from pipelines.stages.contract import Rows, StageContract, describe_error
+from schemas import columns as C
+from schemas.job import DEFAULT_MAX_IMAGE_PIXELS
+
+# The formats of the extensions the readers list (read.IMAGE_EXTENSIONS). Naming them keeps PIL from trying
+# its other plugins on whatever bytes arrive (its EPS plugin, for one, hands the data to Ghostscript).
+DECODED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+
+
+CONTRACT = StageContract("decode", reads=(C.IMAGE_BYTES,), writes=(C.PIXELS, C.WIDTH, C.HEIGHT, C.ERROR),
+                         rows=Rows.ONE_TO_ONE, drops=(C.IMAGE_BYTES,))
+
+
+class ImageTooLargeError(ValueError):
+    """The header declares more pixels than the job allows (a decompression bomb, or just too big)."""
+
+
+def decode_image(
+    data: bytes, size: int, resample: int, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode as displayed (`displayed_image`) and resize to size x size.
+
+    Returns:
+        (pixels, image_wh): uint8 array (size, size, 3) and the original (width, height) after
+        EXIF rotation, which is the frame boxes are reported in.
+    """
+    image = displayed_image(data, max_pixels)
+    return to_model_pixels(image, size, resample), image.size
+
+
+@contextlib.contextmanager
+def _pil_guard_off() -> Iterator[None]:
+    """PIL's bomb guard is one process-wide limit; ours is per job, so PIL's is lifted while we open."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def displayed_image(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+    """Encoded bytes -> the RGB image as displayed: EXIF orientation applied, transparency on white,
+    16-bit samples scaled to 8. An animated image gives its first frame.
+
+    Raises ImageTooLargeError, from the header alone (before any pixel is decoded), when the image
+    has more than `max_pixels` pixels.
+    """
+    with _pil_guard_off():
+        image = Image.open(io.BytesIO(data), formats=DECODED_FORMATS)
+    with image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageTooLargeError(f"{width}x{height} = {width * height:,} pixels, over the limit of "
+                                     f"{max_pixels:,} (--max-image-pixels)")
+        image = ImageOps.exif_transpose(image)
+        if image.mode.startswith("I;16") or image.mode == "I":
+            # PIL's convert("RGB") clips 16-bit values at 255 (a white image); keep the top 8 bits instead.
+            image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8))
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            # Composite transparency onto white: dropping alpha would expose whatever colour the
+            # transparent pixels happen to hold.
+            rgba = image.convert("RGBA")
+            image = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image.alpha_composite(rgba)
+        return image.convert("RGB")
+
+
+def to_model_pixels(image: Image.Image, size: int, resample: int) -> np.ndarray:
+    """RGB uint8 (size, size, 3): the image squashed to a square (no letterbox), as PaliGemma was
+    trained. Training on synthetic images goes through here too, so it sees what the pipeline sees."""
+    return np.asarray(image.convert("RGB").resize((size, size), resample=resample), dtype=np.uint8)
+
+
+def decode_rows(
+    batch: dict[str, np.ndarray], size: int, resample: int, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> dict[str, np.ndarray]:
+    """Decode every row; a row that fails keeps its place with a zero image and an error. The
+    encoded bytes are dropped; every other column passes on."""
+    n = len(batch[C.IMAGE_BYTES])
+    pixels = np.zeros((n, size, size, 3), dtype=np.uint8)
+    widths = np.zeros(n, dtype=np.int64)
+    heights = np.zeros(n, dtype=np.int64)
+    errors = np.full(n, "", dtype=object)
+    for i, data in enumerate(batch[C.IMAGE_BYTES]):
+        if not data:
+            errors[i] = "no image data (empty file, null bytes or no image member)"
+            continue
+        try:
+            pixels[i], (widths[i], heights[i]) = decode_image(bytes(data), size, resample, max_pixels)
+        except Exception as err:  # any decoder failure is this image's problem, not the job's
+            errors[i] = describe_error(err)
+    return {**C.carry(batch, drop=(C.IMAGE_BYTES,)),
+            C.PIXELS: pixels, C.WIDTH: widths, C.HEIGHT: heights, C.ERROR: errors}
+
+
+def decode_batch(
+    batch: dict[str, np.ndarray], size: int, resample: int, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> dict[str, np.ndarray]:
+    """`decode_rows` checked against the stage's contract: the pipeline step."""
+    return CONTRACT.run(lambda rows: decode_rows(rows, size, resample, max_pixels), batch)
