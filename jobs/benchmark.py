@@ -1,7 +1,8 @@
 """Measure labelling throughput: the naive model-card loop, the model-only ceiling and the Ray pipeline.
 
 Writes the results as JSON to --output (and a plot of images/s against batch size beside it, .png)
-and prints a table. `--memory-check` instead compares the driver's peak memory for 1k and 10k images.
+and prints a table. `--memory-check` instead compares the driver's peak memory for 1k and 10k images,
+`--budget-check` measures what long token budgets cost, `--feeding-check` what feeding a GPU costs in CPU.
 """
 
 import json
@@ -10,7 +11,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from pipelines.devtools.benchmark import run_benchmark, run_memory_check, table, write_results  # noqa: E402
+from pipelines.devtools.benchmark import (  # noqa: E402
+    run_benchmark,
+    run_budget_check,
+    run_feeding_check,
+    run_memory_check,
+    table,
+    write_results,
+)
 from pipelines.driver.cli import config_from_args, one_line, parser_for  # noqa: E402
 from schemas.benchmark import BenchmarkConfig  # noqa: E402
 
@@ -22,8 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
-    if cfg.memory_check:
-        results = run_memory_check(cfg)
+    check = (run_memory_check if cfg.memory_check else run_budget_check if cfg.budget_check
+             else run_feeding_check if cfg.feeding_check else None)
+    if check is not None:
+        results = check(cfg)
         write_results(results, cfg.output)
         print(json.dumps(results, indent=2, sort_keys=True))
         return 0

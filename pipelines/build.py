@@ -50,7 +50,8 @@ def stages_for(cfg: JobConfig, image_size: int, resample: int, placement: ModelP
         Stage(resume.CONTRACT, resume.skip_finished, {
             "fn_kwargs": {"shared": shared_finished, "tasks": cfg.tasks}, "batch_format": "numpy"}),
         Stage(decode.CONTRACT, decode.decode_batch, {
-            "fn_kwargs": {"size": image_size, "resample": resample, "max_pixels": cfg.max_image_pixels},
+            "fn_kwargs": {"size": image_size, "resample": resample, "max_pixels": cfg.max_image_pixels,
+                          "jpeg_draft": cfg.jpeg_draft},
             "batch_size": DECODE_BATCH_SIZE}),
         Stage(generate.CONTRACT, GenerateStage, {
             "fn_constructor_kwargs": {

@@ -38,6 +38,13 @@ class BenchmarkConfig(BaseModel):
                                 "(default: a temporary directory, removed at the end).")
     memory_check: bool = Field(default=False, description="Instead: driver peak RSS of the pipeline for 1k and "
                                "10k images (tiny model, one task), the second within 20% of the first.")
+    budget_check: bool = Field(default=False, description="Instead: what a long token budget costs, for answers "
+                               "that end by themselves (the shapes checkpoint) and for answers that never do "
+                               "(random weights): seconds and decoding steps per budget.")
+    feeding_check: bool = Field(default=False, description="Instead: decode + resize CPU time at 12, 3 and 0.3 MP "
+                                "(full against the JPEG draft), and the pipeline without its model against a plain "
+                                "decode loop, in images per CPU-second, with the cores a GPU needs fed "
+                                "(--images sets the 0.3 MP PNG count; a quarter as many 12 MP JPEGs).")
 
     @field_validator("tasks", "classes", "sweep", mode="before")
     @classmethod

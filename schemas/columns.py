@@ -21,6 +21,7 @@ STATUS = "status"
 TASK = "task"
 PROMPT = "prompt"
 RAW_OUTPUT = "raw_output"
+FINISH_REASON = "finish_reason"  # "stop" (end of sequence), "length" (budget spent), "" (nothing generated)
 MASK_LOGITS = "mask_logits"  # float32 (n, 64, 64) bytes per row of a mask task, generate -> validate
 MASK_SIZE = 64  # the mask decoder's output is MASK_SIZE x MASK_SIZE
 # Per generated token of the answer (special tokens and end of sequence left out), generate -> validate:

@@ -33,6 +33,7 @@ class PromptOptions(BaseModel):
     questions: tuple[str, ...] = ()
     answers: tuple[str, ...] = ()
     per_image_questions: bool = False
+    max_new_tokens: tuple[tuple[str, int], ...] = ()  # (task, budget) pairs from --max-new-tokens
 
 
 class JobConfig(BaseModel):
@@ -66,6 +67,10 @@ class JobConfig(BaseModel):
                                  description="'|'-separated questions asked of every image (answer task).")
     answers: list[str] = Field(default_factory=list,
                                description="'|'-separated answers to generate questions for (question task).")
+    max_new_tokens: dict[str, int] = Field(
+        default_factory=dict, description="Comma-separated TASK=N: the most new tokens one request of TASK may "
+        "generate, instead of the task's default (--plan lists them); an answer cut there has finish_reason "
+        "'length'.")
     input_format: Literal["auto", "images", "webdataset", "parquet"] = Field(
         default="auto", description="Input kind; auto picks by file extension.")
     image_column: str = Field(default="image", description="Parquet column holding encoded image bytes.")
@@ -76,6 +81,10 @@ class JobConfig(BaseModel):
     max_image_pixels: int = Field(
         default=DEFAULT_MAX_IMAGE_PIXELS, ge=1, description="Images with more pixels (width x height, read from "
         "the header before decoding) become image_error rows: a guard against decompression bombs.")
+    jpeg_draft: bool = Field(
+        default=True, description="On by default: a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that "
+        "leaves both sides at least twice the model's resolution, then resized, several times faster for camera "
+        "photos; --no-jpeg-draft decodes every image whole.")
     batch_size: int = Field(default=16, ge=1, description="Requests per generate call (images per model batch).")
     images_per_block: int = Field(
         default=64, ge=1, description="Image files per Ray Data block, the unit read, annotated and written together: "
@@ -120,6 +129,19 @@ class JobConfig(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError(f"a task is listed twice: {value}")
         return value
+
+    @field_validator("max_new_tokens", mode="before")
+    @classmethod
+    def _task_budgets(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        budgets = {}
+        for pair in _split(value, ","):
+            task, sep, count = pair.partition("=")
+            if not sep or not count.strip().isdigit() or int(count) < 1:
+                raise ValueError(f"{pair!r} is not TASK=N with N a positive whole number of tokens")
+            budgets[task.strip()] = int(count)
+        return budgets
 
     @field_validator("since", "until")
     @classmethod
@@ -178,6 +200,7 @@ class JobConfig(BaseModel):
             questions=tuple(self.questions),
             answers=tuple(self.answers),
             per_image_questions=self.question_column is not None,
+            max_new_tokens=tuple(sorted(self.max_new_tokens.items())),
         )
 
     @property

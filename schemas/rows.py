@@ -20,6 +20,13 @@ class Status(str, enum.Enum):
     MODEL_ERROR = "model_error"  # generation failed for this request
 
 
+class FinishReason(str, enum.Enum):
+    """Why generation ended, as vLLM and OpenAI name it."""
+
+    STOP = "stop"  # the model ended its answer
+    LENGTH = "length"  # the token budget ran out first: the answer is cut
+
+
 class LabelRow(BaseModel):
     """One row of the annotation dataset. Column order here is the Parquet column order."""
 
@@ -33,6 +40,9 @@ class LabelRow(BaseModel):
     prompt: str = Field(description="The exact prompt given to the model.")
     model: str = Field(description="Model id or directory, with '@revision' when one was pinned.")
     raw_output: str | None = Field(default=None, description="Generated text, special tokens removed.")
+    finish_reason: FinishReason | None = Field(
+        default=None, description="'stop' when the model ended its answer, 'length' when the token budget cut it; "
+        "null when nothing was generated.")
     status: Status
     error: str | None = Field(default=None, description="Why the row is not 'ok'; null when it is.")
     boxes: list[Box] = Field(default_factory=list, description="Detected boxes, original pixel coordinates.")

@@ -53,6 +53,22 @@ def build_benchmark_model(
         torch.set_default_dtype(previous)
 
 
+def meta_config(name: str, image_size: int) -> tuple[PaliGemmaConfig, PaliGemmaProcessor]:
+    """The named architecture's config and processor, built on the meta device: nothing allocated."""
+    patch, text, vision, vocab = ARCHITECTURES[name]
+    with torch.device("meta"):
+        model, processor = build_tiny_paligemma(image_size=image_size, patch_size=patch, text_overrides=text,
+                                                vision_overrides=vision, pad_vocab_to=vocab)
+    return model.config, processor
+
+
+def prefill_roofline(name: str, image_size: int, peak_tflops: float, prompt_tokens: int = 5) -> float:
+    """Images per second an accelerator of `peak_tflops` reaches at best on the vision tower and one
+    prompt's prefill (decoding left out): the rate a model stage could need fed."""
+    flops = flops_per_image(meta_config(name, image_size)[0], [prompt_tokens], [0])
+    return peak_tflops * 1e12 / (flops["vision"] + flops["prefill"])
+
+
 def save_benchmark_model(name: str, image_size: int, output_dir: str | Path, device: str = "cpu") -> Path:
     """Build and `save_pretrained` it, so the benchmark loads it through the pipeline's real path."""
     return save_checkpoint(*build_benchmark_model(name, image_size, device), output_dir)

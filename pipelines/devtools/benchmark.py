@@ -38,6 +38,7 @@ from schemas.job import JobConfig, PromptOptions
 
 MEMORY_CHECK_SIZES = (1_000, 10_000)
 MEMORY_CHECK_BATCH = 64
+SHAPES_CHECKPOINT = Path(__file__).resolve().parents[2] / "tests" / "data" / "shapes-paligemma"
 
 
 def _peak_rss_mib() -> float:
@@ -48,7 +49,7 @@ def _requests(tasks: list[str], options: PromptOptions) -> list[tuple[str, int]]
     """(prompt, token budget) of every request one image makes."""
     from pipelines.tasks.registry import check_tasks
 
-    return [(prompt, task.max_new_tokens(options))
+    return [(prompt, task.budget(options))
             for task in check_tasks(tasks, options) for prompt in task.build_prompts(options, None)]
 
 
@@ -112,6 +113,41 @@ def run_ceiling(model_dir: str, paths: list[str], requests: list[tuple[str, int]
     return {"load_s": load_s, "seconds_by_batch_size": seconds, "peak_rss_mib": _peak_rss_mib()}
 
 
+def _descendants() -> set[int]:
+    """This process's descendants, from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    mine = {os.getpid()}
+    for pid in sorted(parents):  # walk up each chain
+        chain, cursor = [], pid
+        while cursor in parents and cursor not in mine and cursor > 1 and len(chain) < 64:
+            chain.append(cursor)
+            cursor = parents[cursor]
+        if cursor in mine:
+            mine.update(chain)
+    return mine - {os.getpid()}
+
+
+def _tree_cpu_seconds() -> float:
+    """CPU seconds used so far by this process and its descendants, those they have reaped included
+    (Ray's raylet reaps its workers): user + system, children's too."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+                for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    for pid in _descendants():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(value) for value in fields[11:15]) / ticks  # utime, stime, cutime, cstime
+    return total
+
+
 class _WorkerPeaks:
     """Peak RSS (VmHWM) of this process's Ray worker descendants, sampled until stopped, since
     Ray Data ends its actors when their operator is done."""
@@ -135,22 +171,7 @@ class _WorkerPeaks:
             self._sample()
 
     def _sample(self) -> None:
-        parents = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError, ValueError):
-                    continue
-        mine = {os.getpid()}
-        for pid in sorted(parents):  # descendants: walk up each chain
-            chain, cursor = [], pid
-            while cursor in parents and cursor not in mine and cursor > 1 and len(chain) < 64:
-                chain.append(cursor)
-                cursor = parents[cursor]
-            if cursor in mine:
-                mine.update(chain)
-        for pid in mine - {os.getpid()}:
+        for pid in _descendants():
             try:
                 name = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
                 status = Path(f"/proc/{pid}/status").read_text()
@@ -191,9 +212,11 @@ def _stage_breakdown(ds) -> list[dict]:
 
 def run_pipeline(model_dir: str, input_uri: str, output_uri: str, tasks: list[str], classes: list[str],
                  batch_size: int, num_actors: int | None, share_vision: bool, fixed_length: bool = True,
-                 job_fields: dict | None = None, torch_threads: int | None = None) -> dict:
+                 job_fields: dict | None = None, torch_threads: int | None = None,
+                 without_model: bool = False) -> dict:
     """The job's stages, as `pipelines.run.annotate` composes them, with benchmark stage options;
-    `job_fields` are further JobConfig fields (e.g. the Parquet reader's uri_column)."""
+    `job_fields` are further JobConfig fields (e.g. the Parquet reader's uri_column); `without_model`:
+    `StageOptions.benchmark_without_model`. `cpu_seconds` counts the driver and every Ray process."""
     import ray
 
     from pipelines.build import build_dataset
@@ -214,18 +237,22 @@ def run_pipeline(model_dir: str, input_uri: str, output_uri: str, tasks: list[st
         placement = place_model(cfg.num_actors)
         if torch_threads:
             placement = dataclasses.replace(placement, torch_threads=torch_threads)
-        options = StageOptions(share_vision=share_vision, fixed_length=fixed_length)
+        options = StageOptions(share_vision=share_vision, fixed_length=fixed_length,
+                               benchmark_without_model=without_model)
         with _WorkerPeaks() as workers:
+            cpu_before = _tree_cpu_seconds()
             started = time.perf_counter()
             ds = build_dataset(cfg, inputs, image_size_of(processor), int(processor.image_processor.resample),
                                placement, "benchmark", None, options)
             write_annotations(ds, target)
             finished = time.perf_counter()
+            cpu_seconds = _tree_cpu_seconds() - cpu_before
         # perf_counter is the machine's monotonic clock, shared by the local workers' task stats.
         model_start = min(op.earliest_start_time for op in _operators(ds) if "GenerateStage" in op.operator_name)
         counts = summarize(target.filesystem, target.path)
         return {
             "seconds": finished - started,
+            "cpu_seconds": round(cpu_seconds, 3),
             "steady_seconds": finished - model_start,
             "rows": counts["rows"],
             "images": counts["images"],
@@ -422,3 +449,34 @@ def run_memory_check(cfg: BenchmarkConfig) -> dict:
     return {"memory_check": runs, "driver_peak_ratio_10k_vs_1k": round(large / small, 3),
             "within_20_percent": large <= 1.2 * small, "machine": {"cpus": os.cpu_count(),
                                                                    "load_average_at_end": os.getloadavg()}}
+
+
+def run_budget_check(cfg: BenchmarkConfig) -> dict:
+    """`budget_cost.run_budget_cost` on the committed shapes checkpoint (answers that end) and the tiny
+    random model (answers that never do), at the same resolution."""
+    from pipelines.devtools.bench_models import save_benchmark_model
+    from pipelines.devtools.budget_cost import run_budget_cost
+
+    workdir = Path(cfg.workdir or tempfile.mkdtemp(prefix="paligemma-budget-"))
+    try:
+        runaway = str(save_benchmark_model("tiny", 112, workdir / "runaway"))
+        report = run_budget_cost(str(SHAPES_CHECKPOINT), runaway, workdir, count=cfg.images)
+    finally:
+        if not cfg.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return {"budget_check": report, "machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()}}
+
+
+def run_feeding_check(cfg: BenchmarkConfig) -> dict:
+    """`feeding.decode_timings` and `feeding.run_feeding` (--images 0.3 MP PNGs, a quarter as many 12 MP
+    JPEGs), at 224 and 448 px."""
+    from pipelines.devtools.feeding import decode_timings, run_feeding
+
+    workdir = Path(cfg.workdir or tempfile.mkdtemp(prefix="paligemma-feeding-"))
+    try:
+        report = run_feeding(workdir, {"jpeg-12MP": max(1, cfg.images // 4), "png-0.3MP": cfg.images},
+                             peak_tflops=cfg.peak_tflops or 989.0)
+    finally:
+        if not cfg.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return {"decode": decode_timings(), **report}

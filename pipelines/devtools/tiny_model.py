@@ -32,14 +32,17 @@ RESAMPLE = 3  # PIL bicubic, as in the released PaliGemma preprocessor configs
 _SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>"]
 
 
-def build_tiny_tokenizer(corpus: Sequence[str] = (), pad_vocab_to: int = 0) -> GemmaTokenizer:
+def build_tiny_tokenizer(corpus: Sequence[str] = (), pad_vocab_to: int = 0,
+                         extra_tokens: Sequence[str] = ()) -> GemmaTokenizer:
     """A Gemma-style tokenizer with byte fallback, so no text maps to <unk>.
 
     Without a corpus it is character-level. With one, BPE merges are learnt from it inside words
     (a word starts at a space, written "▁" as in Gemma), so the corpus's words become single
     tokens like Gemma's "▁circle"; any other text still falls back to characters and bytes.
     `pad_vocab_to` appends never-produced `<unusedN>` tokens up to that size, so a model can have
-    a real-size vocabulary (and output head) whose every id still decodes.
+    a real-size vocabulary (and output head) whose every id still decodes. `extra_tokens` are added
+    as they are ("\u2581" for a space): never produced by encoding, but decoded, like Gemma's many
+    tokens for runs of whitespace (a scripted answer uses them where it needs distinct ids).
     """
     chars = ["\n", "\u2581"] + list(string.ascii_letters + string.digits + string.punctuation)
     byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
@@ -56,6 +59,8 @@ def build_tiny_tokenizer(corpus: Sequence[str] = (), pad_vocab_to: int = 0) -> G
         merges = [tuple(pair) for pair in learnt["merges"]]
         for left, right in merges:
             vocab.setdefault(left + right, len(vocab))
+    for token in extra_tokens:
+        vocab.setdefault(token, len(vocab))
     for filler in range(pad_vocab_to - len(vocab)):
         vocab[f"<unused{filler}>"] = len(vocab)
     backend = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True))
@@ -81,6 +86,7 @@ def build_tiny_paligemma(
     text_overrides: Mapping[str, object] | None = None,
     vision_overrides: Mapping[str, object] | None = None,
     pad_vocab_to: int = 0,
+    extra_tokens: Sequence[str] = (),
 ) -> tuple[PaliGemmaForConditionalGeneration, PaliGemmaProcessor]:
     """Build a PaliGemma 2 flavoured model (gemma2 text config) and its processor.
 
@@ -95,6 +101,7 @@ def build_tiny_paligemma(
         text_overrides, vision_overrides: gemma2 / SigLIP config fields replacing the ones derived
             from `hidden_size` and `num_layers` (benchmark models of realistic shapes).
         pad_vocab_to: tokenizer size before the processor adds <image>, <loc> and <seg> tokens.
+        extra_tokens: further vocabulary entries (see `build_tiny_tokenizer`).
     """
     num_image_tokens = (image_size // patch_size) ** 2
     image_processor = SiglipImageProcessor(
@@ -104,7 +111,7 @@ def build_tiny_paligemma(
         resample=RESAMPLE,
         image_seq_length=num_image_tokens,
     )
-    tokenizer = build_tiny_tokenizer(corpus, pad_vocab_to)
+    tokenizer = build_tiny_tokenizer(corpus, pad_vocab_to, extra_tokens)
     processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer)
     # The embedding must cover <image> and every loc/seg id; PaliGemma pads it to a multiple of 64.
     vocab_size = ((len(processor.tokenizer) + 63) // 64) * 64
@@ -150,8 +157,10 @@ def build_tiny_paligemma(
     return model, processor
 
 
-def script_answer(model: PaliGemmaForConditionalGeneration, processor: PaliGemmaProcessor, answer: str) -> None:
-    """Set the weights so that greedy decoding answers `answer` to any prompt and image.
+def script_answer(model: PaliGemmaForConditionalGeneration, processor: PaliGemmaProcessor,
+                  answer: str | Sequence[int]) -> None:
+    """Set the weights so that greedy decoding answers `answer` (text, or its token ids) to any prompt
+    and image.
 
     Attention and MLP outputs are zeroed, so the logits depend on the current token alone; the
     tokens of the answer get orthogonal embeddings, and the output head maps each one to the
@@ -160,8 +169,8 @@ def script_answer(model: PaliGemmaForConditionalGeneration, processor: PaliGemma
     which is what the pipeline's tests need from it: a known answer, through the real stack.
     """
     tokenizer = processor.tokenizer
-    chain = [tokenizer.convert_tokens_to_ids("\n"), *tokenizer.encode(answer, add_special_tokens=False),
-             tokenizer.eos_token_id]
+    ids = tokenizer.encode(answer, add_special_tokens=False) if isinstance(answer, str) else list(answer)
+    chain = [tokenizer.convert_tokens_to_ids("\n"), *ids, tokenizer.eos_token_id]
     hidden = model.config.text_config.hidden_size
     if len(set(chain)) != len(chain) or len(chain) > hidden:
         raise ValueError(f"a scripted answer needs distinct tokens, at most {hidden - 1}: {answer!r}")
@@ -179,9 +188,17 @@ def script_answer(model: PaliGemmaForConditionalGeneration, processor: PaliGemma
             model.lm_head.weight[next_token] = 10 * basis[i]
 
 
-def save_scripted_paligemma(output_dir: str | Path, answer: str, with_vae: bool = True, seed: int = 0) -> Path:
-    """Save a tiny PaliGemma that answers `answer` to everything (see `script_answer`)."""
-    model, processor = build_tiny_paligemma(seed=seed, tie_word_embeddings=False)
+def save_scripted_paligemma(output_dir: str | Path, answer: str | Sequence[str], with_vae: bool = True,
+                            seed: int = 0, **build_kwargs) -> Path:
+    """Save a tiny PaliGemma that answers `answer` to everything (see `script_answer`): a text, or a
+    list of tokens (vocabulary strings, added to the vocabulary when missing) for an answer whose text
+    repeats itself. `build_kwargs` go to `build_tiny_paligemma`."""
+    tokens = None if isinstance(answer, str) else list(answer)
+    if tokens is not None:
+        build_kwargs["extra_tokens"] = [t for t in tokens if not (t.startswith("<") and t.endswith(">"))]
+    model, processor = build_tiny_paligemma(seed=seed, tie_word_embeddings=False, **build_kwargs)
+    if tokens is not None:
+        answer = processor.tokenizer.convert_tokens_to_ids(tokens)
     script_answer(model, processor, answer)
     return save_checkpoint(model, processor, output_dir, with_vae, seed)
 

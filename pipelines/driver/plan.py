@@ -70,7 +70,7 @@ def plan_summary(cfg: JobConfig, plan: InputFiles, tasks: list[TaskSpec]) -> dic
         "images": images,
         "requests_per_task": requests,
         "requests": total,
-        "max_new_tokens_per_task": {task.name: task.max_new_tokens(options) for task in tasks},
+        "max_new_tokens_per_task": {task.name: task.budget(options) for task in tasks},
         "generate_calls_at_least": sum(math.ceil(n / cfg.batch_size) for n in requests.values()),
         "requests_per_gpu_s": rate,
         "estimated_gpu_hours": round(total / rate / 3600, 3) if rate else None,

@@ -23,6 +23,10 @@ def entry_to_box(
 ) -> Box:
     """Validate one entry and convert it; raises ValueError saying what is wrong with it.
 
+    An entry without a label takes the requested class when there is only one (PaliGemma 2 mix
+    answers `segment cow` with no label, as big_vision's referring-segmentation targets have none);
+    with several classes it cannot be named and is refused.
+
     Args:
         entry: a piece of the answer from `split_entries`.
         classes: normalised label -> requested spelling; the box gets the requested spelling.
@@ -36,9 +40,9 @@ def entry_to_box(
     y_min, x_min, y_max, x_max = entry.locs
     if y_max <= y_min or x_max <= x_min:
         raise ValueError("empty or inverted box")
-    if not entry.label:
-        raise ValueError("missing label")
-    label = find_class(entry.label, classes)
+    if not entry.label and len(classes) != 1:
+        raise ValueError(f"missing label, and {len(classes)} classes were requested")
+    label = find_class(entry.label, classes) if entry.label else next(iter(classes.values()))
     if label is None:
         raise ValueError(f"unknown label {entry.label!r}")
     x0, y0, x1, y1 = loc_yxyx_1024_to_box_xyxy_px(entry.locs, image_wh)
@@ -51,7 +55,8 @@ def parse_detections(
     """Parse a `detect` answer.
 
     Invalid entries are reported, not repaired: a run of other than 4 locs, a location past 1023,
-    an empty or inverted box, a missing or unrequested label. Valid entries are kept either way.
+    an empty or inverted box, an unrequested label, or a missing one when several classes were
+    requested (with one, an unlabelled entry takes it). Valid entries are kept either way.
     Segmentation codewords are ignored here (the `segment` task reads them). With `tokens` (the
     log-probabilities of the answer's tokens), every box gets a `score` (see `box_score`).
 

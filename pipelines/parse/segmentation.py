@@ -25,7 +25,7 @@ def codeword_problem(entry: Entry) -> str | None:
     if not entry.segs:
         return "no segmentation codewords"
     if len(entry.segs) != CODES_PER_MASK:
-        return f"{len(entry.segs)} segmentation codewords, expected {CODES_PER_MASK}"
+        return f"{len(entry.segs)} of {CODES_PER_MASK} segmentation codewords"
     if any(code >= NUM_CODES for code in entry.segs):
         return f"segmentation codeword out of range 0..{NUM_CODES - 1}"
     return None
@@ -78,7 +78,9 @@ def parse_segments(
         try:
             box = entry_to_box(entry, wanted, image_wh, tokens)
         except ValueError as err:
-            problems.append(describe_entry(err, entry))
+            # An answer cut inside its codewords has no label either: the codewords say what happened.
+            cut = codeword_problem(entry) if entry.segs and not entry.label else None
+            problems.append(describe_entry(f"{cut}, and no label" if cut else err, entry))
             continue
         boxes.append(box)
         if no_mask := _mask_problem(entry, box, image_wh):

@@ -8,7 +8,7 @@ import warnings
 from typing import Iterator
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 from pipelines.stages.contract import Rows, StageContract, describe_error
 from schemas import columns as C
@@ -17,6 +17,12 @@ from schemas.job import DEFAULT_MAX_IMAGE_PIXELS
 # The formats of the extensions the readers list (read.IMAGE_EXTENSIONS). Naming them keeps PIL from trying
 # its other plugins on whatever bytes arrive (its EPS plugin, for one, hands the data to Ghostscript).
 DECODED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+# A JPEG is decoded inside its DCT at 1/2, 1/4 or 1/8 scale, the smallest that leaves both sides at least
+# this many times the model's resolution: a 12 MP photo then costs a fraction of a full decode, and the
+# bicubic resize that follows still reduces by 2x or more (docs/performance.md, "Decoding big images").
+JPEG_DRAFT_FACTOR = 2
+# EXIF orientations that swap width and height (transposed, rotated by 90 or 270 degrees).
+_SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
 
 
 CONTRACT = StageContract("decode", reads=(C.IMAGE_BYTES,), writes=(C.PIXELS, C.WIDTH, C.HEIGHT, C.ERROR),
@@ -28,16 +34,17 @@ class ImageTooLargeError(ValueError):
 
 
 def decode_image(
-    data: bytes, size: int, resample: int, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    data: bytes, size: int, resample: int, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, jpeg_draft: bool = True
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """Decode as displayed (`displayed_image`) and resize to size x size.
+    """Decode as displayed (`displayed_image`) and resize to size x size; with `jpeg_draft`, a big
+    JPEG is decoded at a reduced scale first (`JPEG_DRAFT_FACTOR`).
 
     Returns:
         (pixels, image_wh): uint8 array (size, size, 3) and the original (width, height) after
-        EXIF rotation, which is the frame boxes are reported in.
+        EXIF rotation, which is the frame boxes are reported in, whatever scale was decoded.
     """
-    image = displayed_image(data, max_pixels)
-    return to_model_pixels(image, size, resample), image.size
+    image, image_wh = open_displayed(data, max_pixels, size * JPEG_DRAFT_FACTOR if jpeg_draft else None)
+    return to_model_pixels(image, size, resample), image_wh
 
 
 @contextlib.contextmanager
@@ -54,8 +61,16 @@ def _pil_guard_off() -> Iterator[None]:
 
 
 def displayed_image(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+    """Encoded bytes -> the RGB image as displayed, at full size: see `open_displayed`."""
+    return open_displayed(data, max_pixels)[0]
+
+
+def open_displayed(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                   at_least: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
     """Encoded bytes -> the RGB image as displayed: EXIF orientation applied, transparency on white,
-    16-bit samples scaled to 8. An animated image gives its first frame.
+    16-bit samples scaled to 8 (an animated image gives its first frame), and its displayed (width,
+    height) at full size. With `at_least`, a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8)
+    that leaves both sides at least `at_least` pixels, so the image may be smaller than that size.
 
     Raises ImageTooLargeError, from the header alone (before any pixel is decoded), when the image
     has more than `max_pixels` pixels.
@@ -67,6 +82,10 @@ def displayed_image(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> 
         if width * height > max_pixels:
             raise ImageTooLargeError(f"{width}x{height} = {width * height:,} pixels, over the limit of "
                                      f"{max_pixels:,} (--max-image-pixels)")
+        swapped = image.getexif().get(ExifTags.Base.Orientation) in _SWAPPING_ORIENTATIONS
+        displayed_wh = (height, width) if swapped else (width, height)
+        if at_least and image.format == "JPEG":
+            image.draft(image.mode, (at_least, at_least))  # picks the scale before any pixel is decoded
         image = ImageOps.exif_transpose(image)
         if image.mode.startswith("I;16") or image.mode == "I":
             # PIL's convert("RGB") clips 16-bit values at 255 (a white image); keep the top 8 bits instead.
@@ -77,7 +96,7 @@ def displayed_image(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> 
             rgba = image.convert("RGBA")
             image = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             image.alpha_composite(rgba)
-        return image.convert("RGB")
+        return image.convert("RGB"), displayed_wh
 
 
 def to_model_pixels(image: Image.Image, size: int, resample: int) -> np.ndarray:
@@ -87,7 +106,8 @@ def to_model_pixels(image: Image.Image, size: int, resample: int) -> np.ndarray:
 
 
 def decode_rows(
-    batch: dict[str, np.ndarray], size: int, resample: int, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    batch: dict[str, np.ndarray], size: int, resample: int, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    jpeg_draft: bool = True,
 ) -> dict[str, np.ndarray]:
     """Decode every row; a row that fails keeps its place with a zero image and an error. The
     encoded bytes are dropped; every other column passes on."""
@@ -101,7 +121,7 @@ def decode_rows(
             errors[i] = "no image data (empty file, null bytes or no image member)"
             continue
         try:
-            pixels[i], (widths[i], heights[i]) = decode_image(bytes(data), size, resample, max_pixels)
+            pixels[i], (widths[i], heights[i]) = decode_image(bytes(data), size, resample, max_pixels, jpeg_draft)
         except Exception as err:  # any decoder failure is this image's problem, not the job's
             errors[i] = describe_error(err)
     return {**C.carry(batch, drop=(C.IMAGE_BYTES,)),
@@ -109,7 +129,8 @@ def decode_rows(
 
 
 def decode_batch(
-    batch: dict[str, np.ndarray], size: int, resample: int, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    batch: dict[str, np.ndarray], size: int, resample: int, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    jpeg_draft: bool = True,
 ) -> dict[str, np.ndarray]:
     """`decode_rows` checked against the stage's contract: the pipeline step."""
-    return CONTRACT.run(lambda rows: decode_rows(rows, size, resample, max_pixels), batch)
+    return CONTRACT.run(lambda rows: decode_rows(rows, size, resample, max_pixels, jpeg_draft), batch)

@@ -25,7 +25,7 @@ from schemas.rows import Status
 
 OUTPUT_COLUMNS = (
     C.IMAGE_ID, C.SOURCE_URI, C.WIDTH, C.HEIGHT, C.TASK, C.PROMPT, C.RAW_OUTPUT, C.MASK_LOGITS, C.TOKEN_LOGPROBS,
-    C.TOKEN_ENDS, C.STATUS, C.ERROR
+    C.TOKEN_ENDS, C.FINISH_REASON, C.STATUS, C.ERROR
 )
 CONTRACT = StageContract(
     "generate", reads=(C.IMAGE_ID, C.SOURCE_URI, C.QUESTION, C.DONE_TASKS, C.PIXELS, C.WIDTH, C.HEIGHT, C.ERROR),
@@ -47,25 +47,31 @@ class StageOptions:
     torch_threads: intra-op threads for a CPU actor (Ray starts workers with one).
     fixed_length: benchmarks only: generate exactly each task's token budget
         (`min_new_tokens = max_new_tokens`), so random weights cost what real answers do.
+    benchmark_without_model: benchmarks only: load no model and answer every request with an empty
+        text that ended by itself, so that the rest of the pipeline (read, decode, label, write) is
+        measured alone, as the CPU work a GPU's model stage needs fed.
     """
 
     share_vision: bool = True
     torch_threads: int | None = None
     fixed_length: bool = False
+    benchmark_without_model: bool = False
 
 
 @dataclass(frozen=True)
 class Generation:
-    """One generated answer: its text (special tokens removed) and, per token of that text, where
-    the token ends in it (characters) and its log-probability (see pipelines.model.token_scores)."""
+    """One generated answer: its text (special tokens removed), per token of that text where the
+    token ends in it (characters) and its log-probability (see pipelines.model.token_scores), and
+    why generation ended ("stop", "length"; "" when nothing was generated)."""
 
     text: str
     token_ends: np.ndarray
     token_logprobs: np.ndarray
+    finish_reason: str = ""
 
     @classmethod
-    def unscored(cls, text: str) -> Generation:
-        return cls(text, np.zeros(0, np.int32), np.zeros(0, np.float32))
+    def unscored(cls, text: str, finish_reason: str = "") -> Generation:
+        return cls(text, np.zeros(0, np.int32), np.zeros(0, np.float32), finish_reason)
 
 
 class GenerateStage:
@@ -90,15 +96,16 @@ class GenerateStage:
         self.stage_options = stage_options
         if stage_options.torch_threads and self.device.type == "cpu":
             torch.set_num_threads(stage_options.torch_threads)
-        self.processor = load_processor(model, revision)
-        self.model = load_model(model, revision, self.device)
+        without_model = stage_options.benchmark_without_model
+        self.processor = None if without_model else load_processor(model, revision)
+        self.model = None if without_model else load_model(model, revision, self.device)
         self.tasks = [get_task(name) for name in tasks]
         self.options = options
         self.batch_size = batch_size
         needs_vae = [task.name for task in self.tasks if task.decodes_masks]
         if needs_vae and not vae:
             raise ValueError(f"tasks {needs_vae} need the mask decoder file (vae)")
-        self.mask_decoder = load_mask_decoder(vae, self.device) if needs_vae else None
+        self.mask_decoder = load_mask_decoder(vae, self.device) if needs_vae and not without_model else None
 
     def _image_features(self, pixels: np.ndarray, rows: list[int]) -> dict[int, torch.Tensor]:
         """Projected vision features of `rows`, one (image tokens, width) tensor per row, computed
@@ -154,9 +161,12 @@ class GenerateStage:
         generations = []
         for text, ids, row_logprobs in zip(texts, new_tokens.tolist(), logprobs):
             answer, ends, kept = answer_tokens(tokenizer, ids, row_logprobs, stop_ids, special_ids)
+            # No end of sequence among the new tokens: the budget ran out first.
+            finish = "stop" if stop_ids.intersection(ids) else "length"
             # Tokens after the end of sequence are padding; an answer that still differs from the
             # decoded text (not seen) stays unscored rather than scored on the wrong characters.
-            generations.append(Generation(text, ends, kept) if answer == text else Generation.unscored(text))
+            generations.append(Generation(text, ends, kept, finish) if answer == text
+                               else Generation.unscored(text, finish))
         return generations
 
     def _decode_masks(self, texts: list[str]) -> list[bytes]:
@@ -177,7 +187,7 @@ class GenerateStage:
         for passed in expanded.passthrough:
             rows.add(passed.row, passed.task, passed.prompt, "", passed.status, passed.error)
         features: dict[int, torch.Tensor] = {}
-        if self.stage_options.share_vision and any(expanded.by_task.values()):
+        if self.model is not None and self.stage_options.share_vision and any(expanded.by_task.values()):
             features = self._image_features(batch[C.PIXELS], sorted({r.row for reqs in expanded.by_task.values()
                                                                       for r in reqs}))
         for task in self.tasks:
@@ -189,7 +199,12 @@ class GenerateStage:
     def _answer(self, task: TaskSpec, requests: list[ModelRequest], pixels: np.ndarray,
                 features: dict[int, torch.Tensor], rows: _OutputRows) -> None:
         """Generate one chunk of a task's requests (retried in halves on failure) into `rows`."""
-        budget = task.max_new_tokens(self.options)
+        if self.model is None:  # benchmark_without_model
+            for request in requests:
+                rows.add(request.row, task.name, request.prompt, "", Status.OK, "", b"",
+                         Generation.unscored("", "stop"))
+            return
+        budget = task.budget(self.options)
 
         def generate(part: Sequence[ModelRequest]) -> list[Generation]:
             shared = [features.get(r.row) for r in part]
@@ -230,7 +245,7 @@ class _OutputRows:
         batch = self.batch
         values = (batch[C.IMAGE_ID][row], batch[C.SOURCE_URI][row], batch[C.WIDTH][row], batch[C.HEIGHT][row],
                   task, prompt, raw, mask_logits, pack_token_logprobs(scored.token_logprobs),
-                  pack_token_ends(scored.token_ends), status.value, error)
+                  pack_token_ends(scored.token_ends), scored.finish_reason, status.value, error)
         for name, value in zip(OUTPUT_COLUMNS, values):
             self.values[name].append(value)
 

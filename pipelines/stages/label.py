@@ -15,7 +15,7 @@ from pipelines.tasks.registry import get_task
 from schemas import columns as C
 from schemas.columns import unpack_mask_logits, unpack_token_ends, unpack_token_logprobs
 from schemas.job import PromptOptions
-from schemas.rows import LABEL_ROW_SCHEMA, LabelRow, Status
+from schemas.rows import LABEL_ROW_SCHEMA, FinishReason, LabelRow, Status
 
 MAX_PROBLEMS_CHARS = 2000
 # Mask logits are read for mask tasks only, token log-probabilities when present (else unscored).
@@ -49,6 +49,7 @@ def label_row(generated: dict, options: PromptOptions, model_name: str, run_id: 
         height=generated[C.HEIGHT] or None,
         # An empty answer is an answer; a failed row keeps text only when some was generated.
         raw_output=generated[C.RAW_OUTPUT] if ok else (generated[C.RAW_OUTPUT] or None),
+        finish_reason=generated.get(C.FINISH_REASON) or None,
         error=generated[C.ERROR] or None,
         model=model_name,
         run_id=run_id,
@@ -71,8 +72,13 @@ def label_row(generated: dict, options: PromptOptions, model_name: str, run_id: 
         failed = {C.STATUS: Status.INVALID_OUTPUT, C.ERROR: f"could not parse: {describe_error(err)}"}
         return LabelRow.model_validate({**base, **failed}, context=context)
     fields = {name: getattr(result, name) for name in task.output_fields}
-    if result.problems:
-        fields.update(status=Status.INVALID_OUTPUT, error=join_problems(result.problems))
+    problems = result.problems
+    if base["finish_reason"] == FinishReason.LENGTH.value:
+        # What was parsed is kept (whole entries, the text so far); the row says it is incomplete.
+        problems = [f"answer cut by the token budget of {task.budget(options)} new tokens (complete entries "
+                    f"kept; raise it with --max-new-tokens {task.name}=N)", *problems]
+    if problems:
+        fields.update(status=Status.INVALID_OUTPUT, error=join_problems(problems))
     try:
         return LabelRow.model_validate({**base, **fields}, context=context)
     except ValidationError as err:

@@ -46,7 +46,8 @@ class TaskSpec:
         name: the name used on the command line and in the `task` column.
         build_prompts: (options, the image's own question or None) -> prompts for one image;
             one output row per prompt.
-        max_new_tokens: options -> generation budget for one request.
+        max_new_tokens: options -> the task's default generation budget for one request
+            (`budget` is what a run uses: --max-new-tokens may replace it).
         parse: (answer, options) -> ParseResult.
         output_fields: the LabelRow columns this task fills from its ParseResult.
         check_options: options -> a message when the options cannot serve this task, else None.
@@ -61,6 +62,10 @@ class TaskSpec:
     output_fields: tuple[OutputField, ...]
     check_options: Callable[[PromptOptions], str | None] = lambda options: None
     decodes_masks: bool = False
+
+    def budget(self, options: PromptOptions) -> int:
+        """The most new tokens one request may generate: --max-new-tokens for this task, else the default."""
+        return dict(options.max_new_tokens).get(self.name) or self.max_new_tokens(options)
 
 
 def parse_text_answer(answer: ModelAnswer, options: PromptOptions) -> ParseResult:

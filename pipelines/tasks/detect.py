@@ -4,11 +4,13 @@ from pipelines.parse.detection import parse_detections
 from pipelines.tasks.base import ModelAnswer, ParseResult, TaskSpec
 from schemas.job import PromptOptions
 
-# An object costs 4 loc tokens, 1-3 label tokens and a separator: budget about three objects per
-# class, and cap it so a prompt with many classes cannot make one batch decode for ever.
-_TOKENS_PER_CLASS = 24
+# An object costs 4 loc tokens, 1-3 label tokens and a separator, about 7: budget 50 objects per class,
+# for crowded scenes. A budget costs nothing while answers end by themselves (generate stops a batch when
+# its longest answer ends; docs/performance.md, "Token budgets"); only an answer that never ends runs to
+# it, so the cap bounds that, and --max-new-tokens overrides both.
+_TOKENS_PER_CLASS = 360
 _MIN_TOKENS = 16
-_MAX_TOKENS = 512
+_MAX_TOKENS = 2048
 
 
 def _parse(answer: ModelAnswer, options: PromptOptions) -> ParseResult:

@@ -33,6 +33,8 @@ def get_task(name: str) -> TaskSpec:
 def check_tasks(names: list[str], options: PromptOptions) -> list[TaskSpec]:
     """Resolve task names and check each one has the options it needs; raises ValueError."""
     specs = [get_task(name) for name in names]
+    if stray := sorted({task for task, _ in options.max_new_tokens} - set(names)):
+        raise ValueError(f"--max-new-tokens names {', '.join(stray)}, which --tasks does not run")
     for spec in specs:
         if message := spec.check_options(options):
             raise ValueError(message)

@@ -4,11 +4,11 @@ from pipelines.parse.segmentation import parse_segments
 from pipelines.tasks.base import ModelAnswer, ParseResult, TaskSpec
 from schemas.job import PromptOptions
 
-# An object costs 4 loc + 16 seg tokens, 1-3 label tokens and a separator: budget about three
-# objects per class, capped like detect so one prompt cannot decode for ever.
-_TOKENS_PER_CLASS = 72
+# An object costs 4 loc + 16 seg tokens, 1-3 label tokens and a separator, about 23: budget 25 objects
+# per class, capped like detect (see there) so one prompt cannot decode for ever.
+_TOKENS_PER_CLASS = 600
 _MIN_TOKENS = 32
-_MAX_TOKENS = 1024
+_MAX_TOKENS = 4096
 
 
 def _parse(answer: ModelAnswer, options: PromptOptions) -> ParseResult:

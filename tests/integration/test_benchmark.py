@@ -6,6 +6,7 @@ import pytest
 
 from pipelines.devtools.benchmark import run_benchmark, table, write_results
 from schemas.benchmark import BenchmarkConfig
+from tests.integration.conftest import read_output
 
 pytestmark = pytest.mark.integration
 
@@ -36,3 +37,18 @@ def test_benchmark_reports_consistent_positive_figures(tmp_path):
     assert any("GenerateStage" in name and mib > 0 for name, mib in memory["pipeline_workers"].items())
     assert saved["model_gflops_per_image"]["total"] > 0
     assert "pipeline, batch 2" in table(saved)
+
+
+def test_the_feeding_check_compares_the_pipeline_without_a_model_with_a_plain_loop(tmp_path):
+    from pipelines.devtools.feeding import run_feeding
+
+    report = run_feeding(tmp_path, {"png-0.3MP": 3}, model_sizes=(224,), growth=2)
+    (row,) = report["feeding"]
+    assert row["images"] == [3, 6] and row["pipeline_images_per_cpu_s"] > 0 and row["plain_images_per_cpu_s"] > 0
+    assert row["pipeline_vs_plain"] == pytest.approx(row["pipeline_images_per_cpu_s"] / row["plain_images_per_cpu_s"],
+                                                     rel=1e-2)
+    assert row["cores_per_gpu"] == pytest.approx(row["roofline_images_per_s"] / row["pipeline_images_per_cpu_s"],
+                                                 rel=1e-2)
+    # every image went through label and write as an empty answer of the model-less stage
+    written = read_output(str(tmp_path / "out-png-0.3MP"))
+    assert written.num_rows == 6 * 2 and set(written.column("status").to_pylist()) == {"ok"}

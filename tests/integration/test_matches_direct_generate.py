@@ -1,7 +1,11 @@
 """The pipeline's answers equal the model-card loop's: processor + generate per image, no Ray.
 
-Resize, uint8 transport, batching, padding and decoding must not change a single token.
+Resize, uint8 transport, batching, padding and decoding must not change a single token. A JPEG over
+twice the model's resolution is decoded at a reduced DCT scale (`Image.draft`): the loop calls the same
+PIL draft then, and with --no-jpeg-draft neither does.
 """
+
+import io
 
 import pytest
 import torch
@@ -23,22 +27,18 @@ def noisy_image(width: int, height: int, seed: int) -> Image.Image:
     return Image.fromarray(pixels.numpy())
 
 
-def test_pipeline_equals_the_model_card_loop(tmp_path, ray_local, tiny_model_dir):
-    images = {f"img{i}.png": noisy_image(w, h, i) for i, (w, h) in enumerate([(64, 48), (31, 77), (32, 32), (200, 50)])}
-    (tmp_path / "in").mkdir()
-    for name, image in images.items():
-        (tmp_path / "in" / name).write_bytes(encode(image, "PNG"))
-    cfg = JobConfig(input=str(tmp_path / "in"), output=str(tmp_path / "out"), model=tiny_model_dir,
-                    tasks="detect,segment,caption,answer", classes="car,person", questions="what?|where is the cat?",
-                    batch_size=3)
-    annotate(cfg)
-    pipeline = {(r["source_uri"].rsplit("/", 1)[1], r["prompt"]): r["raw_output"]
-                for r in read_output(str(tmp_path / "out")).to_pylist()}
-
-    processor = PaliGemmaProcessor.from_pretrained(tiny_model_dir)
-    model = PaliGemmaForConditionalGeneration.from_pretrained(tiny_model_dir).eval()
-    direct = {}
-    for name, image in images.items():
+def model_card_answers(model_dir: str, images: dict[str, bytes], cfg: JobConfig, jpeg_draft: bool) -> dict:
+    """The model card's loop: PIL opens each file (with `Image.draft` when asked, as the pipeline does
+    for big JPEGs), the processor resizes it, `generate` answers one prompt at a time."""
+    processor = PaliGemmaProcessor.from_pretrained(model_dir)
+    model = PaliGemmaForConditionalGeneration.from_pretrained(model_dir).eval()
+    size = processor.image_processor.size["height"]
+    answers = {}
+    for name, data in images.items():
+        image = Image.open(io.BytesIO(data))
+        if jpeg_draft:
+            image.draft(image.mode, (2 * size, 2 * size))  # a no-op but for JPEGs over twice the size
+        image = image.convert("RGB")
         for task in cfg.tasks:
             spec = get_task(task)
             for prompt in spec.build_prompts(cfg.prompt_options(), None):
@@ -47,7 +47,26 @@ def test_pipeline_equals_the_model_card_loop(tmp_path, ray_local, tiny_model_dir
                 with torch.inference_mode():
                     out = model.generate(**inputs, max_new_tokens=spec.max_new_tokens(cfg.prompt_options()),
                                          do_sample=False)
-                direct[(name, prompt)] = processor.decode(out[0, inputs["input_ids"].shape[1]:],
-                                                          skip_special_tokens=True)
-    assert len(direct) == 4 * 5
+                answers[(name, prompt)] = processor.decode(out[0, inputs["input_ids"].shape[1]:],
+                                                           skip_special_tokens=True)
+    return answers
+
+
+@pytest.mark.parametrize("jpeg_draft", [True, False])
+def test_pipeline_equals_the_model_card_loop(tmp_path, ray_local, tiny_model_dir, jpeg_draft):
+    sizes = [(64, 48), (31, 77), (32, 32), (200, 50)]
+    images = {f"img{i}.png": encode(noisy_image(w, h, i), "PNG") for i, (w, h) in enumerate(sizes)}
+    # a JPEG over twice the tiny model's 32 px on both sides: decoded at 1/2 scale with the draft
+    images["photo.jpg"] = encode(noisy_image(160, 144, 9), "JPEG", quality=90)
+    (tmp_path / "in").mkdir()
+    for name, data in images.items():
+        (tmp_path / "in" / name).write_bytes(data)
+    cfg = JobConfig(input=str(tmp_path / "in"), output=str(tmp_path / "out"), model=tiny_model_dir,
+                    tasks="detect,segment,caption,answer", classes="car,person", questions="what?|where is the cat?",
+                    batch_size=3, jpeg_draft=jpeg_draft)
+    annotate(cfg)
+    pipeline = {(r["source_uri"].rsplit("/", 1)[1], r["prompt"]): r["raw_output"]
+                for r in read_output(str(tmp_path / "out")).to_pylist()}
+    direct = model_card_answers(tiny_model_dir, images, cfg, jpeg_draft)
+    assert len(direct) == 5 * 5
     assert pipeline == direct

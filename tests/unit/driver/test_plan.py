@@ -49,3 +49,13 @@ def test_plan_counts_per_image_questions(tmp_path):
     summary = run_job({"input": str(tmp_path / "pq"), "output": str(tmp_path / "out"), "tasks": "answer",
                        "questions": "what?", "question_column": "question", "id_column": "id", "plan": True})
     assert summary["requests_per_task"] == {"answer": 3 + 2}
+
+
+def test_plan_reports_each_tasks_token_budget_with_overrides(tmp_path):
+    flags = {"input": SAMPLES, "output": str(tmp_path / "out"), "tasks": "detect,caption", "classes": "car,person",
+             "plan": True}
+    assert run_job(flags)["max_new_tokens_per_task"] == {"detect": 16 + 2 * 360, "caption": 32}
+    summary = run_job({**flags, "max_new_tokens": "detect=900"})
+    assert summary["max_new_tokens_per_task"] == {"detect": 900, "caption": 32}
+    refused = run_job({**flags, "max_new_tokens": "ocr=10"})
+    assert refused["status"] == "refused" and "--max-new-tokens names ocr" in refused["error"]

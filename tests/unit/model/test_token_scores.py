@@ -72,7 +72,8 @@ def test_text_scores_equal_a_teacher_forced_pass_also_under_left_padding(tiny_mo
     rows, new_ids = run_and_store(stage, batch, options, tmp_path)
     assert len(rows) == len(new_ids) == 4
     for row, ids, image in zip(rows, new_ids, [0, 0, 1, 1]):
-        assert row["status"] == "ok" and 0 < row["text_score"] < 1
+        # random weights rarely end an answer: a cut one is invalid_output, and scored all the same
+        assert (row["status"] == "ok") == (row["finish_reason"] == "stop") and 0 < row["text_score"] < 1
         expected = recomputed_answer_score(stage, row["prompt"], batch[C.PIXELS][image], ids)
         assert row["text_score"] == pytest.approx(expected, rel=1e-4)
 

@@ -49,8 +49,8 @@ def loc(*values: int) -> str:
         (loc(0, 10, 100, 10) + " car", (1024, 1024), [], ["empty or inverted box"]),
         # 0 and 1023 are the extreme bins; the box stays inside the image
         (loc(0, 0, 1023, 1023) + " car", (640, 480), [("car", 0, 0, 639.375, 479.53125)], []),
-        # four locs but no label
-        (loc(0, 0, 10, 10), (1024, 1024), [], ["missing label"]),
+        # four locs but no label, with several classes requested: the box cannot be named
+        (loc(0, 0, 10, 10), (1024, 1024), [], ["missing label, and 4 classes were requested"]),
         # a label that was not asked for
         (loc(0, 0, 10, 10) + " dog", (1024, 1024), [], ["unknown label 'dog'"]),
         # text without any location tokens
@@ -89,3 +89,12 @@ def test_split_entries_reads_locs_segs_and_label():
 def test_tokens_after_the_label_stay_in_the_label():
     (entry,) = split_entries(loc(1, 2, 3, 4) + " car " + loc(5))
     assert entry.label == "car <loc0005>"
+
+
+def test_with_one_class_an_unlabelled_entry_takes_it():
+    # PaliGemma 2 mix and big_vision's referring targets answer with locations only
+    boxes, problems = parse_detections(loc(0, 0, 512, 512) + " ; " + loc(512, 0, 1023, 512) + " car", ("car",),
+                                       (1024, 1024))
+    assert problems == [] and [b.label for b in boxes] == ["car", "car"]
+    # a label still has to be the requested one
+    assert parse_detections(loc(0, 0, 10, 10) + " dog", ("car",), (1024, 1024))[1][0].startswith("unknown label")

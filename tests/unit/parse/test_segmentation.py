@@ -51,7 +51,7 @@ def test_eight_codewords_keep_the_box_without_a_mask():
     assert mask_codes(text) == [CODES]
     boxes, masks, problems = parse_segments(text, CLASSES, (64, 64), full(1))
     assert [b.label for b in boxes] == ["car", "person"] and [m.label for m in masks] == ["person"]
-    assert reasons(problems) == ["8 segmentation codewords, expected 16, box kept without a mask"]
+    assert reasons(problems) == ["8 of 16 segmentation codewords, box kept without a mask"]
     assert problems[0].endswith("<seg056> car'")  # the excerpt keeps the label end of a long entry
 
 
@@ -60,7 +60,7 @@ def test_eight_codewords_keep_the_box_without_a_mask():
     [
         (loc(0, 0, 512, 512) + " car", "no segmentation codewords"),
         (loc(0, 0, 512, 512) + seg(*CODES[:15], 128) + " car", "segmentation codeword out of range 0..127"),
-        (loc(0, 0, 512, 512) + seg(*CODES, 3) + " car", "17 segmentation codewords, expected 16"),
+        (loc(0, 0, 512, 512) + seg(*CODES, 3) + " car", "17 of 16 segmentation codewords"),
     ],
 )
 def test_unusable_codewords_keep_the_box(entry, reason):
@@ -76,7 +76,7 @@ def test_a_missing_label_drops_the_entry_but_keeps_the_mask_order():
     logits[1, :32] = 1  # second mask: top half
     boxes, masks, problems = parse_segments(text, CLASSES, (10, 20), logits)
     assert [b.label for b in boxes] == ["person"]
-    assert reasons(problems) == ["missing label"]
+    assert reasons(problems) == ["missing label, and 2 classes were requested"]
     pixels = masks[0].rle.to_binary()
     assert pixels.shape == (20, 10) and pixels[:10].all() and not pixels[10:].any()
 
@@ -135,3 +135,36 @@ def test_mask_logits_survive_transport():
     logits = np.random.default_rng(0).standard_normal((3, 64, 64)).astype(np.float32)
     np.testing.assert_array_equal(unpack_mask_logits(pack_mask_logits(logits)), logits)
     assert pack_mask_logits(np.zeros((0, 64, 64))) == b"" and unpack_mask_logits(b"").shape == (0, 64, 64)
+
+
+# A real PaliGemma 2 mix 448 answer to `segment cow` on a 400x400 image: no label (published in the
+# notebook VLMs/paligemma_2_mix.ipynb of github.com/JoeJoe1313/LLMs-Journey).
+REAL_UNLABELLED = ("<loc0415><loc0520><loc0890><loc1023><seg122><seg055><seg061><seg055><seg104><seg009><seg096>"
+                   "<seg083><seg103><seg041><seg103><seg019><seg100><seg084><seg091><seg045>")
+
+
+def test_the_real_unlabelled_answer_takes_the_one_requested_class():
+    assert mask_codes(REAL_UNLABELLED) == [(122, 55, 61, 55, 104, 9, 96, 83, 103, 41, 103, 19, 100, 84, 91, 45)]
+    boxes, masks, problems = parse_segments(REAL_UNLABELLED, ("cow",), (400, 400), full(1))
+    assert problems == []
+    (box,), (mask,) = boxes, masks
+    assert box.label == mask.label == "cow"
+    assert (box.x_min, box.y_min, box.x_max, box.y_max) == pytest.approx((203.125, 162.109375, 399.609375, 347.65625))
+    assert mask.rle.size == [400, 400] and mask.rle.to_binary().any()
+
+
+def test_with_several_classes_an_unlabelled_entry_is_refused():
+    boxes, masks, problems = parse_segments(REAL_UNLABELLED, ("cow", "dog"), (400, 400), full(1))
+    assert boxes == [] and masks == [] and reasons(problems) == ["missing label, and 2 classes were requested"]
+
+
+@pytest.mark.parametrize("classes, kept, reason", [
+    # one class: the box stands, the cut codewords give no mask
+    (("cow",), 1, "4 of 16 segmentation codewords, box kept without a mask"),
+    # several: nothing names the box, and the codewords say the answer was cut
+    (("cow", "dog"), 0, "4 of 16 segmentation codewords, and no label"),
+])
+def test_an_answer_cut_inside_its_codewords_says_how_many_it_has(classes, kept, reason):
+    cut = REAL_UNLABELLED[:REAL_UNLABELLED.index("<seg104>")]  # 4 locations, 4 codewords
+    boxes, masks, problems = parse_segments(cut, classes, (400, 400), full(0))
+    assert len(boxes) == kept and masks == [] and reasons(problems) == [reason]

@@ -52,3 +52,13 @@ def test_prompt_options_and_model_name_come_from_the_flags():
     assert options.classes == ("car", "person") and options.per_image_questions
     assert cfg.model_name == "google/paligemma2-3b-mix-448@abc"
     assert job(partition="run_date=2026-11-21").partition_key_value == ("run_date", "2026-11-21")
+
+
+def test_max_new_tokens_are_task_budgets_passed_to_the_prompt_options():
+    cfg = job(max_new_tokens="detect=600, caption=64")
+    assert cfg.max_new_tokens == {"detect": 600, "caption": 64}
+    assert cfg.prompt_options().max_new_tokens == (("caption", 64), ("detect", 600))
+    assert cfg.identity()["max_new_tokens"] == {"detect": 600, "caption": 64}  # it changes the rows
+    for bad in ("detect", "detect=0", "detect=many"):
+        with pytest.raises(ValidationError, match="is not TASK=N"):
+            job(max_new_tokens=bad)

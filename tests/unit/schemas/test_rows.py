@@ -21,7 +21,7 @@ def make_row(**overrides) -> LabelRow:
 
 def test_schema_has_the_output_contract_columns_in_order():
     assert LABEL_ROW_SCHEMA.names == [
-        "image_id", "source_uri", "width", "height", "task", "prompt", "model", "raw_output", "status",
+        "image_id", "source_uri", "width", "height", "task", "prompt", "model", "raw_output", "finish_reason", "status",
         "error", "boxes", "masks", "text", "text_score", "run_id", "created_at",
     ]
     box = LABEL_ROW_SCHEMA.field("boxes").type.value_type
@@ -29,6 +29,8 @@ def test_schema_has_the_output_contract_columns_in_order():
     assert box.field("score").nullable and not box.field("x_min").nullable
     assert LABEL_ROW_SCHEMA.field("created_at").type == pa.timestamp("us", tz="UTC")
     assert LABEL_ROW_SCHEMA.field("error").nullable and not LABEL_ROW_SCHEMA.field("status").nullable
+    finish_reason = LABEL_ROW_SCHEMA.field("finish_reason")
+    assert finish_reason.type == pa.string() and finish_reason.nullable
 
 
 def test_schema_follows_the_model():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image, UnidentifiedImageError
 
-from pipelines.stages.decode import ImageTooLargeError, decode_batch, decode_image
+from pipelines.stages.decode import ImageTooLargeError, decode_batch, decode_image, open_displayed
 from schemas import columns as C
 from schemas.job import DEFAULT_MAX_IMAGE_PIXELS
 from tests.images import animated_gif, encode, png_claiming_size, solid, with_exif_orientation
@@ -117,3 +117,35 @@ def test_only_the_listed_formats_are_opened():
     for image, fmt in [(solid(4, 4), "PPM"), (solid(4, 4), "ICO")]:
         with pytest.raises(UnidentifiedImageError):
             decode_image(encode(image, fmt), 4, BICUBIC)
+
+
+def gradient(width: int, height: int) -> Image.Image:
+    """A smooth photo-like image (JPEG's DCT scaling is exact on flat colour, so test on something else)."""
+    x = np.linspace(0, 255, width)[None, :, None]
+    y = np.linspace(0, 255, height)[:, None, None]
+    return Image.fromarray(np.concatenate([x + 0 * y, y + 0 * x, (x + y) / 2 + 0 * x], axis=2).astype(np.uint8))
+
+
+def test_a_big_jpeg_is_decoded_at_a_reduced_scale_with_its_full_size_reported():
+    data = encode(gradient(2000, 1200), "JPEG", quality=90)
+    drafted, drafted_wh = open_displayed(data, at_least=448)
+    assert drafted.size == (1000, 600) and drafted_wh == (2000, 1200)  # 1/2 scale: both sides still >= 448
+    assert open_displayed(data, at_least=224)[0].size == (500, 300)  # 1/4: 1/8 would leave 150 < 224
+    fast, fast_wh = decode_image(data, 224, BICUBIC)
+    full, full_wh = decode_image(data, 224, BICUBIC, jpeg_draft=False)
+    assert fast_wh == full_wh == (2000, 1200)
+    assert np.abs(fast.astype(int) - full.astype(int)).mean() < 1.0  # levels of 255
+
+
+def test_a_rotated_big_jpeg_reports_its_displayed_size_whatever_the_scale():
+    data = with_exif_orientation(gradient(1800, 1000), 6)
+    assert decode_image(data, 224, BICUBIC)[1] == decode_image(data, 224, BICUBIC, jpeg_draft=False)[1] == (1000, 1800)
+    drafted, drafted_wh = open_displayed(data, at_least=448)
+    assert drafted.size == (500, 900) and drafted_wh == (1000, 1800)
+
+
+def test_other_formats_and_small_jpegs_are_decoded_whole():
+    png = encode(gradient(2000, 1200), "PNG")
+    assert open_displayed(png, at_least=224)[0].size == (2000, 1200)
+    small = encode(gradient(600, 400), "JPEG")
+    assert open_displayed(small, at_least=448)[0].size == (600, 400)  # half would leave 200 < 448

@@ -1,11 +1,14 @@
 """The model stage on a real (tiny, random) PaliGemma, without Ray."""
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 
+from pipelines.devtools.tiny_model import save_scripted_paligemma
 from pipelines.model.mask_decoder import find_vae
 from pipelines.stages.generate import OUTPUT_COLUMNS, GenerateStage, Generation, StageOptions
+from pipelines.stages.label import to_label_table
 from pipelines.tasks.registry import get_task
 from schemas import columns as C
 from schemas.columns import unpack_mask_logits, unpack_token_logprobs
@@ -187,5 +190,50 @@ def test_fixed_length_generates_the_whole_budget(tiny_model_dir, monkeypatch):
     real = stage.model.generate
     monkeypatch.setattr(stage.model, "generate", lambda **kw: lengths.append(
         (out := real(**kw)).shape[1] - kw["input_ids"].shape[1]) or out)
-    stage(decoded_batch(["", ""]))
+    out = stage(decoded_batch(["", ""]))
     assert lengths == [get_task("caption").max_new_tokens(PromptOptions())]
+    assert list(out[C.FINISH_REASON]) == ["length", "length"]  # no end of sequence: the budget ended it
+
+
+def test_a_budget_from_the_options_bounds_generation_and_marks_the_cut(tiny_model_dir):
+    options = PromptOptions(max_new_tokens=(("caption", 3),))
+    out = GenerateStage(tiny_model_dir, None, ["caption"], options, batch_size=2)(decoded_batch(["", "OSError: x"]))
+    finish = dict(zip(out[C.IMAGE_ID], out[C.FINISH_REASON]))
+    assert finish == {"img0": "length", "img1": ""}  # the random model never stops; a failed image generated nothing
+
+
+def crowded_answer(objects: int) -> list[str]:
+    """`objects` label-less boxes of one class (as PaliGemma 2 mix answers), as tokens: every token of a
+    scripted answer must be distinct, so the locations differ and each separator carries its own run of
+    spaces (Gemma has tokens for whitespace runs too)."""
+    tokens = []
+    for i in range(objects):
+        tokens += [f"<loc{40 * i + offset:04d}>" for offset in (1, 2, 30, 31)]
+        if i < objects - 1:
+            tokens.append("\u2581;" + "\u2581" * i)
+    return tokens
+
+
+@pytest.fixture(scope="module")
+def crowded_model(tmp_path_factory):
+    return str(save_scripted_paligemma(tmp_path_factory.mktemp("crowded"), crowded_answer(25), with_vae=False,
+                                       hidden_size=128, num_layers=1))
+
+
+def label(out: dict, options: PromptOptions) -> list[dict]:
+    return to_label_table(pa.table({name: list(values) for name, values in out.items()}), options, "m", "r").to_pylist()
+
+
+def test_a_crowded_scene_keeps_all_25_objects_with_the_default_budget(crowded_model):
+    options = PromptOptions(classes=("car",))
+    (row,) = label(GenerateStage(crowded_model, None, ["detect"], options, batch_size=1)(decoded_batch([""])), options)
+    assert row["status"] == "ok" and row["finish_reason"] == "stop" and len(row["boxes"]) == 25
+    assert {box["label"] for box in row["boxes"]} == {"car"}
+
+
+def test_an_answer_over_the_budget_keeps_its_whole_entries_and_says_it_was_cut(crowded_model):
+    options = PromptOptions(classes=("car",), max_new_tokens=(("detect", 40),))  # the old default
+    (row,) = label(GenerateStage(crowded_model, None, ["detect"], options, batch_size=1)(decoded_batch([""])), options)
+    assert row["finish_reason"] == "length" and row["status"] == "invalid_output"
+    assert len(row["boxes"]) == 8  # 40 tokens: 8 whole entries of 4 locations and a separator
+    assert row["error"].startswith("answer cut by the token budget of 40 new tokens")

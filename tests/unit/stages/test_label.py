@@ -69,7 +69,7 @@ def test_a_segment_answer_becomes_boxes_and_masks():
     logits[0, :32] = 1  # top half of the box
     row = label_row(generated(**{C.TASK: "segment", C.PROMPT: "segment car", C.RAW_OUTPUT: raw,
                                  C.MASK_LOGITS: pack_mask_logits(logits)}), OPTIONS, "m", "run")
-    assert row.status == "invalid_output" and "1 segmentation codewords" in row.error
+    assert row.status == "invalid_output" and "1 of 16 segmentation codewords" in row.error
     assert len(row.boxes) == 2 and [m.label for m in row.masks] == ["car"]
     pixels = row.masks[0].rle.to_binary()
     assert pixels.shape == (100, 200) and pixels.sum() == 25 * 95  # rows 0..24, columns 100..194
@@ -93,3 +93,22 @@ def test_a_failed_row_keeps_the_text_that_was_generated():
     row = label_row(generated(**{C.STATUS: "model_error", C.ERROR: "mask decoder: RuntimeError: oom"}),
                     OPTIONS, "m", "run")
     assert row.status == "model_error" and row.raw_output.endswith(" car") and row.boxes == []
+
+
+def test_an_answer_cut_by_the_budget_keeps_its_whole_entries_and_says_it_was_cut():
+    raw = "<loc0000><loc0512><loc0512><loc1000> car ; <loc0100><loc0100><loc0200><loc0200> car ; <loc0001><loc00"
+    row = label_row(generated(**{C.RAW_OUTPUT: raw, C.FINISH_REASON: "length"}), OPTIONS, "m", "run")
+    assert row.status == "invalid_output" and row.finish_reason == "length" and len(row.boxes) == 2
+    assert row.error.startswith("answer cut by the token budget of 376 new tokens")
+    assert "--max-new-tokens detect=N" in row.error
+    budget = PromptOptions(classes=("car",), max_new_tokens=(("detect", 50),))
+    assert "token budget of 50 new tokens" in label_row(generated(**{C.FINISH_REASON: "length"}), budget, "m",
+                                                        "run").error
+
+
+def test_finish_reasons_pass_to_the_row_and_nothing_generated_has_none():
+    assert label_row(generated(**{C.FINISH_REASON: "stop"}), OPTIONS, "m", "run").finish_reason == "stop"
+    assert label_row(generated(), OPTIONS, "m", "run").finish_reason is None  # a stage that sent none
+    failed = label_row(generated(**{C.STATUS: "image_error", C.ERROR: "OSError: x", C.RAW_OUTPUT: "",
+                                    C.FINISH_REASON: ""}), OPTIONS, "m", "run")
+    assert failed.finish_reason is None and failed.raw_output is None

@@ -38,7 +38,7 @@ def test_prompts_never_end_with_a_newline():
             assert not prompt.endswith("\n")
 
 
-@pytest.mark.parametrize("task, cap", [("detect", 512), ("segment", 1024)])
+@pytest.mark.parametrize("task, cap", [("detect", 2048), ("segment", 4096)])
 def test_location_budgets_grow_with_classes_and_are_capped(task, cap):
     spec = get_task(task)
     one, three = (spec.max_new_tokens(PromptOptions(classes=tuple("abc"[:n]))) for n in (1, 3))
@@ -46,9 +46,18 @@ def test_location_budgets_grow_with_classes_and_are_capped(task, cap):
     assert spec.max_new_tokens(PromptOptions(classes=tuple(f"c{i}" for i in range(500)))) == cap
 
 
-def test_segment_budget_fits_three_objects_per_class():
-    # 4 loc + 16 seg + label + separator per object
-    assert get_task("segment").max_new_tokens(PromptOptions(classes=("car",))) >= 3 * (4 + 16 + 3)
+def test_default_budgets_fit_crowded_scenes():
+    # detect: 4 loc + 1-3 label tokens + separator per object; segment adds 16 codewords
+    assert get_task("detect").max_new_tokens(PromptOptions(classes=("car",))) >= 50 * (4 + 2 + 1)
+    assert get_task("segment").max_new_tokens(PromptOptions(classes=("car",))) >= 25 * (4 + 16 + 2 + 1)
+
+
+def test_max_new_tokens_replaces_a_tasks_default_budget():
+    options = PromptOptions(classes=("car",), max_new_tokens=(("detect", 64),))
+    assert get_task("detect").budget(options) == 64
+    assert get_task("caption").budget(options) == get_task("caption").max_new_tokens(options) == 32
+    with pytest.raises(ValueError, match="--max-new-tokens names ocr, which --tasks does not run"):
+        check_tasks(["detect"], PromptOptions(classes=("car",), max_new_tokens=(("ocr", 9),)))
 
 
 def test_text_budgets():
