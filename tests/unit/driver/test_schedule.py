@@ -126,8 +126,8 @@ def test_a_kept_partition_is_reported_as_such():
 
 def test_the_entrypoint_asks_to_replace_worse_only_when_told():
     since = datetime.datetime(2026, 11, 21, 1, tzinfo=UTC)
-    common = dict(input="in/", output="out/", partition="run_date=2026-11-21", since=since,
-                  until=since + datetime.timedelta(days=1), run_id="sid", summary_uri="out/_runs/sid.json",
-                  flags=["--tasks", "caption"])
+    common = {"input": "in/", "output": "out/", "partition": "run_date=2026-11-21", "since": since,
+              "until": since + datetime.timedelta(days=1), "run_id": "sid", "summary_uri": "out/_runs/sid.json",
+              "flags": ["--tasks", "caption"]}
     assert "--replace-worse" not in annotate_entrypoint(**common)
     assert annotate_entrypoint(**common, replace_worse=True).endswith("--tasks caption --replace-worse")

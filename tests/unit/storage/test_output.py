@@ -144,7 +144,8 @@ def test_a_partition_swap_replaces_the_old_rows_and_an_empty_run_leaves_an_empty
     ({"detect": {"ok": 6}, "caption": {"ok": 6}}, {"detect": {"ok": 2, "invalid_output": 4}, "caption": {"ok": 6}},
      ["detect: 2 ok rows (4 invalid_output) where the old partition has 6"]),
     # a task dropped, or nothing found at all (a wrong --input): worse
-    ({"detect": {"ok": 6}, "caption": {"ok": 6}}, {"caption": {"ok": 6}}, ["detect: 0 ok rows where the old partition has 6"]),
+    ({"detect": {"ok": 6}, "caption": {"ok": 6}}, {"caption": {"ok": 6}},
+     ["detect: 0 ok rows where the old partition has 6"]),
     ({"caption": {"ok": 1}}, {}, ["caption: 0 ok rows where the old partition has 1"]),
     # nothing ok to lose, or a new task: replaced
     ({"detect": {"invalid_output": 6}}, {"detect": {"invalid_output": 6}}, []),
