@@ -1,6 +1,6 @@
 """Run with an Airflow 3 environment's python: load cluster/airflow/ with Airflow's own DagBag and write, as
 JSON into the file named second, its import errors and each DAG's tasks with their downstream tasks.
-tests/unit/test_airflow_dag.py reads it, so the main test environment needs no Airflow."""
+tests/integration/test_airflow_dag.py reads it, so the main test environment needs no Airflow."""
 
 import json
 import sys
