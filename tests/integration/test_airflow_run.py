@@ -43,6 +43,11 @@ def airflow(tmp_path_factory, head):
     (tests/airflow_dag_run.py) with the harness's output under "log"."""
     if not AIRFLOW_PYTHON.exists():
         pytest.skip(f"no Airflow environment at {AIRFLOW_PYTHON} (docs/scheduling.md: Tests)")
+    # An environment built before ray[default] joined .ci/airflow-requirements.txt cannot submit: say so.
+    has_ray = subprocess.run([str(AIRFLOW_PYTHON), "-c", "import importlib.metadata as m; m.version('ray'); "
+                              "m.version('aiohttp')"], capture_output=True, check=False)
+    assert has_ray.returncode == 0, (f"{AIRFLOW_PYTHON} lacks ray[default]: pip install -r "
+                                     ".ci/airflow-requirements.txt into it")
     root = tmp_path_factory.mktemp("airflow-run")
     incoming, output = root / "incoming", root / "labels"
     incoming.mkdir()
