@@ -134,7 +134,9 @@ def annotate_daily():
         summary = read_summary(summary_uri_for(job["output"], submission_id))
         problems = run_problems(status, summary, submission_id)
         if summary and summary.get("kept_old_partition"):
-            problems.append(f"from Airflow: airflow dags trigger annotate_daily --logical-date {job['day']} "
+            # Airflow keeps one run per logical date; any time of the day labels that day, so now's is free.
+            logical_date = f"{job['day']}T{datetime.datetime.now(datetime.timezone.utc):%H:%M:%S}+00:00"
+            problems.append(f"from Airflow: airflow dags trigger annotate_daily --logical-date {logical_date} "
                             f"--conf {json.dumps({'replace_worse': True})!r}")
         if problems:  # no retry: the job ran; rerun the day by clearing its DAG run
             raise AirflowFailException(f"Ray job {submission_id}: " + "; ".join(problems))

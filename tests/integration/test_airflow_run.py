@@ -133,6 +133,7 @@ def test_the_dag_labels_the_day_replaces_it_and_never_with_a_failed_or_worse_run
     assert states(wrong) == {"submit": "success", "wait": "success", "check": "failed"}
     assert f"kept the old partition run_date={DAY}: the new rows are worse (detect: 0 ok rows (5 invalid_output) " \
            "where the old partition has 5" in wrong["log"]
+    assert f"airflow dags trigger annotate_daily --logical-date {DAY}T" in wrong["log"]
     assert "--conf '{\"replace_worse\": true}'" in wrong["log"]
     rows = the_day(output)
     assert set(rows.column("run_id").to_pylist()) == {second_id} and set(rows.column("status").to_pylist()) == {"ok"}
