@@ -22,7 +22,9 @@ from pipelines.storage.inputs import InputFiles, check_parquet_columns, resolve_
 from pipelines.storage.output import (
     SUMMARY_FILE,
     OutputTarget,
+    WorsePartitionError,
     begin_run,
+    check_replacement,
     commit_partition,
     prepare_target,
     summarize,
@@ -136,8 +138,10 @@ def execute(cfg: JobConfig, job: CheckedJob) -> dict:
         ds = build_dataset(cfg, job.inputs, job.image_size, job.resample, placement, state.run_id, job.vae,
                            finished=state.finished)
         write_annotations(ds, job.target)
-    elif job.target.partition:
-        commit_partition(job.target)  # nothing new: the partition is rewritten as empty
+    if job.target.partition:
+        # Nothing new (no input files) rewrites the partition as empty: the guard applies to that too.
+        check_replacement(job.target, cfg.replace_worse)
+        commit_partition(job.target)
     wall_s = time.perf_counter() - started
 
     summary = {
@@ -206,6 +210,8 @@ def run_job(flags: dict) -> dict:
         if job is not None:
             try:
                 summary = execute(cfg, job)
+            except WorsePartitionError as err:  # a decision, not a crash: no traceback
+                summary = {**_ended("failed", str(err), cfg), "run_id": job.run_id, "kept_old_partition": err.kept}
             except Exception as err:  # the scheduler gets a summary whatever went wrong
                 print(redact_text(traceback.format_exc()), end="", file=sys.stderr)
                 summary = {**_ended("failed", f"{type(err).__name__}: {err}", cfg), "run_id": job.run_id}

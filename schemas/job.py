@@ -102,6 +102,11 @@ class JobConfig(BaseModel):
     partition: str | None = Field(
         default=None, description="key=value (e.g. run_date=2026-11-22): write into this partition of --output, "
         "replacing only it if it exists; other partitions are kept.")
+    replace_worse: bool = Field(
+        default=False, description="With --partition: replace the partition even when the new rows are clearly "
+        "worse (for some task, fewer than half the old partition's ok rows). Without it such a run keeps the old "
+        "partition, leaves the new rows in --output/_staging/ and fails (exit 1); rerunning the same command with "
+        "--replace-worse then swaps them in without generating them again.")
     summary_uri: str | None = Field(
         default=None, description="Also write the run's JSON summary here, in every case (done, refused or "
         "failed), for a scheduler to read.")
@@ -172,6 +177,8 @@ class JobConfig(BaseModel):
                              "to annotate")
         if self.since and self.until and self.since >= self.until:
             raise ValueError(f"--since {self.since.isoformat()} is not before --until {self.until.isoformat()}")
+        if self.replace_worse and not self.partition:
+            raise ValueError("--replace-worse decides whether a --partition is replaced; give it with --partition")
         if self.partition and self.overwrite:
             raise ValueError("--partition replaces only its own partition; --overwrite would replace the whole "
                              "dataset, so give one or the other")
@@ -180,7 +187,7 @@ class JobConfig(BaseModel):
     # Flags that change how a run goes, not what it writes: a run may be resumed with other values.
     OPERATIONAL_FIELDS: ClassVar[frozenset[str]] = frozenset({
         "run_id", "batch_size", "images_per_block", "num_actors", "address", "overwrite", "resume", "summary_uri",
-        "plan", "requests_per_gpu_s"})
+        "plan", "requests_per_gpu_s", "replace_worse"})
 
     def identity(self) -> dict:
         """The arguments that decide the output rows, as JSON data: a run is resumed only by a job with

@@ -1,6 +1,6 @@
 """Run with an Airflow 3 environment's python: load cluster/airflow/ with Airflow's own DagBag and write, as
-JSON into the file named second, its import errors and each DAG's tasks with their downstream tasks.
-tests/unit/test_airflow_dag.py reads it, so the main test environment needs no Airflow."""
+JSON into the file named second, its import errors and each DAG's params, and tasks with their downstream
+tasks. tests/integration/test_airflow_dag.py reads it, so the main test environment needs no Airflow."""
 
 import json
 import sys
@@ -18,6 +18,7 @@ report.write_text(json.dumps({
             "timetable": type(dag.timetable).__name__,
             "catchup": dag.catchup,
             "max_active_runs": dag.max_active_runs,
+            "params": {name: dag.params[name] for name in dag.params},
             "tasks": {t.task_id: {"downstream": sorted(t.downstream_task_ids), "retries": t.retries,
                                   "type": type(t).__name__} for t in dag.tasks},
         }

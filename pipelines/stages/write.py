@@ -7,7 +7,7 @@ import ray.data
 
 from pipelines.stages.contract import Rows, StageContract
 from pipelines.storage.filesystems import arrow_filesystem
-from pipelines.storage.output import PARTITION_COLUMNS, OutputTarget, commit_partition
+from pipelines.storage.output import PARTITION_COLUMNS, OutputTarget
 from schemas.rows import LABEL_ROW_SCHEMA
 
 # A sink: it reads every output column (the partition columns among them) and gives no rows on.
@@ -18,13 +18,10 @@ def write_annotations(ds: ray.data.Dataset, target: OutputTarget) -> None:
     """Stream the dataset to `<target.work_path>/task=<name>/*.parquet`; the driver never holds the rows.
 
     Files are added next to those of an earlier attempt being resumed (new names each run). A partition
-    is written whole under `_staging/`, then swapped in for the old one: a failed run leaves the old
-    partition as it was (and its staging for a rerun to resume), and a rerun replaces the partition
-    rather than adding to it. The swap is a rename on local disks; on object stores it copies objects,
-    so readers may briefly see the partition missing. Its `_summary.json`, written after the swap,
-    marks it complete.
+    is written whole under `_staging/`; the caller then checks it against the old one and swaps it in
+    (`storage/output.py`: `check_replacement`, `commit_partition`), so a failed or refused run leaves the
+    old partition as it was (and its staging for a rerun to resume), and a rerun replaces the partition
+    rather than adding to it.
     """
     ds.write_parquet(target.work_path, filesystem=arrow_filesystem(target.filesystem),
                      partition_cols=PARTITION_COLUMNS)
-    if target.partition is not None:
-        commit_partition(target)

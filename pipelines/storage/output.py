@@ -1,6 +1,7 @@
 """The layout of an annotation dataset, without Ray: the output target (a dataset or one partition),
 `_job.json` and the resume state read back from written files, the partition's staging and swap,
-`_summary.json`, and the readers' check that a run finished. `stages/write.py` streams the rows."""
+`_summary.json`, the guard that keeps a partition from being replaced by a clearly worse one, and the
+readers' check that a run finished. `stages/write.py` streams the rows."""
 
 from __future__ import annotations
 
@@ -21,10 +22,23 @@ PARTITION_COLUMNS = ["task"]  # the dataset is hive-partitioned by task (below a
 SUMMARY_FILE = "_summary.json"  # written last: its presence marks a run (or a partition) complete
 JOB_FILE = "_job.json"  # written first: the arguments of the run writing here, so a rerun can resume it
 STAGING_DIR = "_staging"  # where a partition is written before it replaces the old one
+# A rerun may replace a partition only with one holding, for every task of the old one, at least this fraction
+# of its `ok` rows. A rerun of the same day finds the same files and gets about as many; a rerun with wrong flags
+# (other classes, another model) gets next to none: issue #21, where every row of such a rerun was
+# invalid_output and it replaced a good day. Half leaves room for a stricter model and for files removed since.
+MIN_OK_FRACTION_OF_OLD = 0.5
 
 
 class OutputExistsError(ValueError):
     """The output already holds data that this job may not add to, and --overwrite was not given."""
+
+
+class WorsePartitionError(RuntimeError):
+    """A run's new partition is clearly worse than the one it would replace, which was kept."""
+
+    def __init__(self, message: str, kept: dict):
+        super().__init__(message)
+        self.kept = kept  # what was compared and where the new rows are, for the run's summary
 
 
 class IncompleteOutputError(ValueError):
@@ -161,6 +175,45 @@ def begin_run(target: OutputTarget, job: dict, run_id: str, explicit_run_id: boo
         for image_id in image_ids:
             finished.setdefault(image_id, set()).add(task)
     return RunState(run_id, {k: frozenset(v) for k, v in finished.items()}, rows_before, dropped, complete=False)
+
+
+def worse_partition_reasons(old_rows: dict[str, dict[str, int]], new_rows: dict[str, dict[str, int]],
+                            min_ok_fraction: float = MIN_OK_FRACTION_OF_OLD) -> list[str]:
+    """Why rows counted as `new_rows` must not replace a partition counted as `old_rows` (both
+    `rows_per_task_and_status`); empty when they may. Compared per task, so a broken task is not hidden by
+    a healthy one; a task the old partition has no `ok` row of cannot get worse, and a new task is welcome."""
+    reasons = []
+    for task, old_by_status in sorted(old_rows.items()):
+        old_ok, new_ok = old_by_status.get("ok", 0), new_rows.get(task, {}).get("ok", 0)
+        if old_ok and new_ok < min_ok_fraction * old_ok:
+            new_statuses = ", ".join(f"{n} {status}" for status, n in sorted(new_rows.get(task, {}).items())
+                                     if status != "ok")
+            reasons.append(f"{task}: {new_ok} ok rows" + (f" ({new_statuses})" if new_statuses else "")
+                           + f" where the old partition has {old_ok}")
+    return reasons
+
+
+def check_replacement(target: OutputTarget, replace_worse: bool = False,
+                      min_ok_fraction: float = MIN_OK_FRACTION_OF_OLD) -> None:
+    """Before `commit_partition`: raise WorsePartitionError, keeping the old partition and the staging,
+    when the staged rows are clearly worse than the partition's (`worse_partition_reasons`), unless
+    `replace_worse`. A first run of a partition has nothing to compare with."""
+    filesystem = target.filesystem
+    if target.partition is None or replace_worse or not filesystem.exists(target.path):
+        return
+    old = summarize(filesystem, target.path)["rows_per_task_and_status"]
+    new = summarize(filesystem, target.work_path)["rows_per_task_and_status"]
+    reasons = worse_partition_reasons(old, new, min_ok_fraction)
+    if not reasons:
+        return
+    partition = "=".join(target.partition)
+    staging = filesystem.unstrip_protocol(target.work_path)
+    raise WorsePartitionError(
+        f"kept the old partition {partition}: the new rows are worse ({'; '.join(reasons)}; at least "
+        f"{min_ok_fraction:.0%} of the old ok rows per task are needed). The new rows stay in {staging} to "
+        "inspect; rerun with --replace-worse to replace the partition with them anyway",
+        {"partition": partition, "staging": staging, "reasons": reasons, "old_rows_per_task_and_status": old,
+         "new_rows_per_task_and_status": new})
 
 
 def commit_partition(target: OutputTarget) -> None:

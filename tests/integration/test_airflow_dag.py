@@ -51,3 +51,10 @@ def test_tasks_and_their_order(dagbag):
 
 def test_the_main_environment_needs_no_airflow():
     assert "airflow" not in sys.modules
+
+
+def test_settings_are_not_in_the_dag_file(dagbag):
+    # Deployments give them in the annotate_daily Variable; a param set on a run overrides it for that run.
+    params = dagbag["dags"]["annotate_daily"]["params"]
+    assert params == {"ray_address": None, "input": None, "output": None, "flags": None,
+                      "entrypoint_num_gpus": None, "replace_worse": False}

@@ -7,7 +7,7 @@ import pytest
 import ray.data
 
 from pipelines.stages.write import write_annotations
-from pipelines.storage.output import STAGING_DIR, prepare_target
+from pipelines.storage.output import STAGING_DIR, commit_partition, prepare_target
 from schemas.rows import LABEL_ROW_SCHEMA
 from tests.integration.conftest import read_output
 from tests.labelled import shapes_rows
@@ -21,6 +21,8 @@ def test_rows_are_written_by_task_into_a_staged_then_swapped_partition(tmp_path,
     table = pa.Table.from_pylist([row.model_dump() for row in rows], schema=LABEL_ROW_SCHEMA)
     target = prepare_target(str(tmp_path / "labels"), False, ("run_date", "2026-11-21"))
     write_annotations(ray.data.from_arrow(table).repartition(3), target)
+    assert not (tmp_path / "labels" / "run_date=2026-11-21").exists()  # staged only: the run commits it
+    commit_partition(target)
 
     partition = tmp_path / "labels" / "run_date=2026-11-21"
     assert sorted(p.name for p in partition.iterdir()) == ["task=caption", "task=detect", "task=segment"]

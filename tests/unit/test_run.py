@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import ray
 
@@ -78,3 +80,22 @@ def test_partitions_go_only_into_a_dataset_of_partitions(tmp_path):
     target = prepare_target(str(tmp_path / "parts"), False, ("run_date", "b"))
     assert target.path == str(tmp_path / "parts" / "run_date=b")
     assert (tmp_path / "parts" / "run_date=a").exists()
+
+
+def test_a_rerun_that_would_empty_a_good_partition_keeps_it_and_exits_1_unless_told(flags, monkeypatch, tmp_path):
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray was started for no input"))
+    good = tmp_path / "out" / "run_date=2026-11-21" / "task=caption"
+    good.mkdir(parents=True)
+    pq.write_table(pa.table({"image_id": ["a", "b"], "status": ["ok", "ok"]}), good / "0.parquet")
+    wrong_window = {**flags, "since": "2999-01-01", "partition": "run_date=2026-11-21"}  # finds nothing
+
+    summary = run_job(wrong_window)
+    assert (summary["status"], summary["exit_code"]) == ("failed", 1)
+    assert summary["error"].startswith("kept the old partition run_date=2026-11-21: the new rows are worse "
+                                       "(caption: 0 ok rows where the old partition has 2;")
+    assert summary["kept_old_partition"]["old_rows_per_task_and_status"] == {"caption": {"ok": 2}}
+    assert written(flags) == summary and (good / "0.parquet").exists()
+
+    summary = run_job({**wrong_window, "replace_worse": True})
+    assert (summary["status"], summary["rows"]) == ("succeeded", 0)
+    assert not good.exists()

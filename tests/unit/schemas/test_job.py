@@ -29,6 +29,7 @@ def test_lists_are_split_and_stripped():
     ({"partition": "run date=x"}, "is not key=value"),
     ({"partition": "task=x"}, "already the dataset's inner partition"),
     ({"partition": "run_date=2026-11-21", "overwrite": True}, "give one or the other"),
+    ({"replace_worse": True}, "give it with --partition"),
 ])
 def test_contradictory_flags_are_refused_with_the_reason(changes, message):
     with pytest.raises(ValidationError, match=message):
@@ -42,6 +43,8 @@ def test_times_without_a_zone_are_utc():
 def test_identity_leaves_out_how_a_run_goes_but_keeps_what_it_writes():
     cfg = job()
     assert cfg.identity() == job(batch_size=4, num_actors=3, run_id="x", resume=False, summary_uri="s").identity()
+    # a refused replacement is rerun with --replace-worse and resumes its staging instead of starting again
+    assert job(partition="d=1").identity() == job(partition="d=1", replace_worse=True).identity()
     assert cfg.identity() != job(classes="car").identity()
     assert not set(cfg.identity()) & JobConfig.OPERATIONAL_FIELDS
 

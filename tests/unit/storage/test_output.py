@@ -13,12 +13,15 @@ from pipelines.storage.output import (
     SUMMARY_FILE,
     IncompleteOutputError,
     OutputExistsError,
+    WorsePartitionError,
     begin_run,
+    check_replacement,
     commit_partition,
     prepare_target,
     read_annotations,
     replace_partition,
     summarize,
+    worse_partition_reasons,
     write_json,
     write_summary,
 )
@@ -128,3 +131,47 @@ def test_a_partition_swap_replaces_the_old_rows_and_an_empty_run_leaves_an_empty
     assert not (tmp_path / "ds" / "_staging").exists()
     replace_partition(target, None)
     assert (tmp_path / "ds" / "run_date=d1").is_dir() and not any((tmp_path / "ds" / "run_date=d1").iterdir())
+
+
+@pytest.mark.parametrize("old, new, reasons", [
+    # a rerun of the same day: as good, or a little worse (a stricter model): replaced
+    ({"detect": {"ok": 6}}, {"detect": {"ok": 6}}, []),
+    ({"detect": {"ok": 6}}, {"detect": {"ok": 3, "invalid_output": 3}}, []),
+    # wrong flags: every row invalid_output (issue #21)
+    ({"detect": {"ok": 6}}, {"detect": {"invalid_output": 6}},
+     ["detect: 0 ok rows (6 invalid_output) where the old partition has 6"]),
+    # one broken task is not hidden by a healthy one
+    ({"detect": {"ok": 6}, "caption": {"ok": 6}}, {"detect": {"ok": 2, "invalid_output": 4}, "caption": {"ok": 6}},
+     ["detect: 2 ok rows (4 invalid_output) where the old partition has 6"]),
+    # a task dropped, or nothing found at all (a wrong --input): worse
+    ({"detect": {"ok": 6}, "caption": {"ok": 6}}, {"caption": {"ok": 6}},
+     ["detect: 0 ok rows where the old partition has 6"]),
+    ({"caption": {"ok": 1}}, {}, ["caption: 0 ok rows where the old partition has 1"]),
+    # nothing ok to lose, or a new task: replaced
+    ({"detect": {"invalid_output": 6}}, {"detect": {"invalid_output": 6}}, []),
+    ({}, {"detect": {"ok": 1}}, []),
+])
+def test_a_partition_is_worse_when_a_task_loses_more_than_half_its_ok_rows(old, new, reasons):
+    assert worse_partition_reasons(old, new) == reasons
+
+
+def write_rows(directory, task: str, statuses: list[str]) -> None:
+    (directory / f"task={task}").mkdir(parents=True, exist_ok=True)
+    ids = [f"i{n}" for n in range(len(statuses))]
+    pq.write_table(pa.table({"image_id": ids, "status": statuses}), directory / f"task={task}" / "0.parquet")
+
+
+def test_a_worse_staging_is_refused_and_both_are_kept_unless_told_to_replace(tmp_path):
+    target = prepare_target(str(tmp_path / "ds"), False, ("run_date", "d1"), job=JOB)
+    write_rows(tmp_path / "ds" / "run_date=d1", "detect", ["ok"] * 4)
+    write_rows(tmp_path / "ds" / "_staging" / "run_date=d1", "detect", ["invalid_output"] * 4)
+    with pytest.raises(WorsePartitionError, match=r"kept the old partition run_date=d1: .*detect: 0 ok rows "
+                       r"\(4 invalid_output\) where the old partition has 4.*--replace-worse") as refused:
+        check_replacement(target)
+    assert refused.value.kept["staging"] == f"file://{tmp_path}/ds/_staging/run_date=d1"
+    assert refused.value.kept["old_rows_per_task_and_status"] == {"detect": {"ok": 4}}
+    assert (tmp_path / "ds" / "run_date=d1" / "task=detect").exists()
+    assert (tmp_path / "ds" / "_staging" / "run_date=d1" / "task=detect").exists()
+    check_replacement(target, replace_worse=True)  # told to: no objection
+    first = prepare_target(str(tmp_path / "ds"), False, ("run_date", "d2"), job=JOB)
+    check_replacement(first)  # no old partition: nothing to compare with
