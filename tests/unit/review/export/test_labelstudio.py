@@ -71,19 +71,25 @@ def test_a_failed_row_is_in_the_task_data_and_its_image_comes_first(exported):
     assert min(t["predictions"][0]["score"] for t in tasks if t is not broken) > 0.0
 
 
-def test_the_task_score_is_the_lowest_rank_of_its_regions_within_their_own_control():
+def test_the_task_score_sums_the_doubt_of_its_regions_ranked_within_their_own_control():
     scores = TaskScores()
     for value in (0.05, 0.1, 0.15, 0.2):  # boxes score low, texts high: raw values do not compare
         scores.add("detect", value)
     for value in (0.8, 0.85, 0.9, 0.95):
         scores.add("caption_en", value)
     ok = {"status": "ok"}
-    weakest_text = [{"from_name": "detect", "score": 0.2}, {"from_name": "caption_en", "score": 0.8}]
-    weakest_box = [{"from_name": "detect", "score": 0.05}, {"from_name": "caption_en", "score": 0.95}]
-    assert scores.task_score([ok], weakest_text) == pytest.approx(0.125)  # the lowest caption: 0.5 / 4
-    assert scores.task_score([ok], weakest_box) == pytest.approx(0.125)
-    assert scores.task_score([ok], [{"from_name": "detect", "score": 0.2}]) == pytest.approx(0.875)
-    assert scores.task_score([ok, {"status": "invalid_output"}], weakest_text[:1]) == 0.0
+    assert scores.rank("detect", 0.05) == pytest.approx(0.125) == scores.rank("caption_en", 0.8)
+    assert scores.rank("detect", 0.2) == pytest.approx(0.875) == scores.rank("caption_en", 0.95)
+    # the least sure box and caption: doubt 0.875 each
+    assert scores.task_score([ok], [{"from_name": "detect", "score": 0.05}, {"from_name": "caption_en", "score": 0.8}]
+                             ) == pytest.approx(1 / (1 + 2 * 0.875))
+    # the surest box and caption: doubt 0.125 each, so it comes later
+    assert scores.task_score([ok], [{"from_name": "detect", "score": 0.2}, {"from_name": "caption_en", "score": 0.95}]
+                             ) == pytest.approx(1 / (1 + 2 * 0.125))
+    # more doubtful objects, earlier
+    assert scores.task_score([ok], [{"from_name": "detect", "score": 0.2}] * 4) < scores.task_score(
+        [ok], [{"from_name": "detect", "score": 0.2}])
+    assert scores.task_score([ok, {"status": "invalid_output"}], [{"from_name": "detect", "score": 0.2}]) == 0.0
     assert scores.task_score([ok], []) == 0.0  # nothing found at all: look at it
 
 
