@@ -55,7 +55,7 @@ print(json.dumps({"version": dm.__version__, "items": items}))
 def imported(labelled, tmp_path_factory):
     if not DATUMARO_PYTHON.exists():
         pytest.skip(f"no datumaro environment at {DATUMARO_PYTHON} (.ci/run builds .datumaro-venv)")
-    dataset, rows, _ = labelled
+    _, rows, _ = labelled
     root = tmp_path_factory.mktemp("datumaro")
     # two more images named like two of the shapes images, in another folder: their file_names must differ
     detect = [row for row in rows if row.task == "detect" and row.status == "ok"]

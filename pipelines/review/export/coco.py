@@ -21,10 +21,16 @@ import fsspec
 from pycocotools import mask as mask_utils
 
 from pipelines.review.export.jsonstream import JsonArrayWriter
-from pipelines.review.export.source import (DEFAULT_BATCH_SIZE, RowFilter, UrlMap, common_root, iter_rows,
-                                            objects_of, relative_name)
+from pipelines.review.export.source import (
+    DEFAULT_BATCH_SIZE,
+    RowFilter,
+    UrlMap,
+    common_root,
+    iter_rows,
+    objects_of,
+    relative_name,
+)
 from pipelines.tasks.registry import TASKS
-from schemas.annotations import Rle
 
 # Tasks whose rows carry objects; text tasks have none for COCO.
 OBJECT_TASKS = tuple(name for name, spec in TASKS.items() if "boxes" in spec.output_fields)
@@ -87,7 +93,8 @@ def export_coco(
                     if image in seen:
                         continue
                     seen.add(image)
-                    images.write({"id": image, "file_name": relative_name(row["source_uri"], root or ""), "width": row["width"],
+                    images.write({"id": image, "file_name": relative_name(row["source_uri"], root or ""),
+                                  "width": row["width"],
                                   "height": row["height"], "coco_url": urls.url(row["source_uri"]),
                                   "source_uri": row["source_uri"]})
         counts["images"] = images.count

@@ -30,8 +30,7 @@ import numpy as np
 
 from pipelines.review.export.brush import mask_to_brush_rle
 from pipelines.review.export.jsonstream import JsonArrayWriter
-from pipelines.review.export.source import (DEFAULT_BATCH_SIZE, RowFilter, UrlMap, iter_images, iter_rows,
-                                            objects_of)
+from pipelines.review.export.source import DEFAULT_BATCH_SIZE, RowFilter, UrlMap, iter_images, iter_rows, objects_of
 from schemas.annotations import Rle
 
 IMAGE = "image"
@@ -168,7 +167,8 @@ def label_config(labels: dict[str, set[str]], prompts: dict[str, str]) -> str:
     labels, `prompts` maps text controls to the prompt they answer (shown above the text area)."""
     lines = ["<View>", f'  <Image name="{IMAGE}" value="${IMAGE}" zoom="true"/>',
              f'  <Text name="{ERRORS}" value="${ERRORS}"/>']
-    for control, tag in (("detect", "RectangleLabels"), (BRUSHES, "BrushLabels"), (BOXES["segment"], "RectangleLabels")):
+    kinds = (("detect", "RectangleLabels"), (BRUSHES, "BrushLabels"), (BOXES["segment"], "RectangleLabels"))
+    for control, tag in kinds:
         if labels.get(control):
             names = "".join(f"<Label value={quoteattr(label)}/>" for label in sorted(labels[control]))
             lines.append(f'  <Header value="{control}"/>')

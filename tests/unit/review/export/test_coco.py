@@ -80,8 +80,8 @@ def cocoeval(truth, exported, annotations, iou_type):
     ground_truth.dataset = {
         "images": [{**image, "id": images[image["id"]]} for image in truth["images"]],
         "categories": [{"id": categories[c["name"]], "name": c["name"]} for c in truth["categories"]],
-        "annotations": [{**a, "image_id": images[a["image_id"]], "category_id": categories[truth_names[a["category_id"]]]}
-                        for a in truth["annotations"]]}
+        "annotations": [{**a, "image_id": images[a["image_id"]],
+                         "category_id": categories[truth_names[a["category_id"]]]} for a in truth["annotations"]]}
     quiet(ground_truth.createIndex)
     evaluator = COCOeval(ground_truth, quiet(ground_truth.loadRes, [dict(a) for a in annotations]), iou_type)
     evaluator.params.imgIds = sorted(images.values())

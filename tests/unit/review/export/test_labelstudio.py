@@ -30,7 +30,8 @@ def test_one_task_per_image_with_every_row_in_its_prediction(labelled, exported)
     by_image = defaultdict(list)
     for row in rows:
         by_image[row.image_id].append(row)
-    assert len(tasks) == len(by_image) == 7 and f"wrote 7 Label Studio tasks (one per image: {len(rows)} rows" in summary
+    assert len(tasks) == len(by_image) == 7
+    assert f"wrote 7 Label Studio tasks (one per image: {len(rows)} rows" in summary
     for task in tasks:
         image_rows = {row.task: row for row in by_image[task["data"]["image_id"]]}
         row = next(iter(image_rows.values()))
@@ -55,7 +56,8 @@ def test_one_task_per_image_with_every_row_in_its_prediction(labelled, exported)
         brushes = [r for r in regions if r["from_name"] == "segment"]
         assert [r["type"] for r in brushes] == ["brushlabels"] * len(segment.masks)
         assert [r["score"] for r in brushes] == [m.score for m in segment.masks]
-        texts = [(r["type"], r["from_name"], r["value"]["text"], r["score"]) for r in regions if r["type"] == "textarea"]
+        texts = [(r["type"], r["from_name"], r["value"]["text"], r["score"])
+                 for r in regions if r["type"] == "textarea"]
         assert texts == [("textarea", "caption_en", [caption.text], caption.text_score)]
         assert len(regions) == len(rectangles) + len(brushes) + 1
         assert task["data"]["problems"] == 0 and task["data"]["errors"] == ""

@@ -2,8 +2,15 @@
 
 import pytest
 
-from pipelines.review.export.source import (RowFilter, UrlMap, common_root, iter_images, iter_rows, objects_of,
-                                            relative_name)
+from pipelines.review.export.source import (
+    RowFilter,
+    UrlMap,
+    common_root,
+    iter_images,
+    iter_rows,
+    objects_of,
+    relative_name,
+)
 from pipelines.storage.output import IncompleteOutputError
 
 
