@@ -7,8 +7,8 @@ prediction carries the model as `model_version`, a task `score` (`TaskScores`: t
 sorts by it, lowest first) and the regions, one control per task kind or text prompt:
 
     <View>
-      <Image name="image" value="$image"/>
       <Text name="errors" value="$errors"/>                  problems of the image's rows, if any
+      <Image name="image" value="$image"/>
       <RectangleLabels name="detect" toName="image">...</RectangleLabels>     detect boxes
       <BrushLabels name="segment" toName="image">...</BrushLabels>            segment masks
       <RectangleLabels name="segment_box" toName="image">...</RectangleLabels> segment objects without a mask
@@ -165,8 +165,9 @@ def image_task(rows: list[dict], scores: TaskScores, row_filter: RowFilter = Row
 def label_config(labels: dict[str, set[str]], prompts: dict[str, str]) -> str:
     """The labelling config for these controls: `labels` maps rectangle and brush controls to their
     labels, `prompts` maps text controls to the prompt they answer (shown above the text area)."""
-    lines = ["<View>", f'  <Image name="{IMAGE}" value="${IMAGE}" zoom="true"/>',
-             f'  <Text name="{ERRORS}" value="${ERRORS}"/>']
+    # the errors first, so an annotator sees why a task has fewer regions before looking at the image
+    lines = ["<View>", f'  <Text name="{ERRORS}" value="${ERRORS}"/>',
+             f'  <Image name="{IMAGE}" value="${IMAGE}" zoom="true"/>']
     kinds = (("detect", "RectangleLabels"), (BRUSHES, "BrushLabels"), (BOXES["segment"], "RectangleLabels"))
     for control, tag in kinds:
         if labels.get(control):
