@@ -29,12 +29,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="Drop boxes, masks and texts scoring below this (and those without a score).")
     parser.add_argument("--image-url-prefix", action="append", default=[], metavar="FROM=TO",
                         help="Map source_uri prefixes to image URLs, e.g. gs://bucket=https://host/path; repeatable.")
+    parser.add_argument("--label-config", default=None, metavar="FILE",
+                        help="With --format labelstudio: also write the matching Label Studio labelling config "
+                             "(XML) to FILE; create the project with it.")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="Rows read at a time.")
     args = parser.parse_args(argv)
     try:
         urls = UrlMap.parse(args.image_url_prefix)
         row_filter = RowFilter(tasks=args.tasks, statuses=args.status, min_score=args.min_score)
-        print(export(args.format, args.input, args.output, row_filter, urls, args.batch_size))
+        print(export(args.format, args.input, args.output, row_filter, urls, args.batch_size, args.label_config))
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

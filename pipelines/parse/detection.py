@@ -12,10 +12,18 @@ MAX_LOC = 1023
 
 
 def box_score(entry: Entry, tokens: TokenLogprobs | None) -> float | None:
-    """A box's confidence: the geometric mean probability of the tokens of its entry, from the first
-    location to the end of the label (spaces between included), less any codewords; the ` ; `
-    separators and the end-of-sequence token are not part of any entry."""
-    return tokens.score_of([entry.span], excluding=[entry.seg_span]) if tokens is not None else None
+    """A box's confidence: the probability of its least sure location token times the probability
+    of the rest of its entry, i.e. the label's tokens and any space before them, less any codewords
+    (the ` ; ` separators and the end-of-sequence token are not part of any entry).
+
+    One unsure coordinate is enough to miss the object, and the label's probability is the chance
+    of naming it right given the box. On three sets of held-out shapes scenes it ranked right boxes
+    (label right and IoU >= 0.5) above wrong ones with AUROC 0.60-0.67 (detect) and 0.64-0.65
+    (segment boxes), against 0.54-0.56 and 0.52-0.62 for the geometric mean of all the entry's
+    tokens (docs/output-and-scores.md, "Which box score")."""
+    if tokens is None:
+        return None
+    return tokens.weakest_times_rest([entry.loc_span], [entry.span], excluding=[entry.seg_span])
 
 
 def entry_to_box(

@@ -26,6 +26,7 @@ class Entry:
     # offsets, for scores. `seg_span` is empty when there are no codewords.
     span: tuple[int, int] = (0, 0)
     seg_span: tuple[int, int] = (0, 0)
+    loc_span: tuple[int, int] = (0, 0)  # the run of <loc> tokens; empty when there are none
 
 
 def split_entries(text: str) -> list[Entry]:
@@ -45,15 +46,19 @@ def split_entries(text: str) -> list[Entry]:
         locs: list[int] = []
         segs: list[int] = []
         seg_span = [0, 0]
+        loc_end = 0
         position = 0
         while (token := _LEADING_TOKENS.match(piece, position)) and not (token.group(1) == "loc" and segs):
             (locs if token.group(1) == "loc" else segs).append(int(token.group(2)))
+            if token.group(1) == "loc":
+                loc_end = token.end()
             if token.group(1) == "seg":
                 seg_span = [seg_span[0] if len(segs) > 1 else token.start(1) - 1, token.end()]  # from its '<'
             position = token.end()
         entries.append(Entry(
             text=piece, locs=tuple(locs), segs=tuple(segs), label=piece[position:].strip(),
             span=(offset, offset + len(piece)), seg_span=(offset + seg_span[0], offset + seg_span[1]),
+            loc_span=(offset, offset + loc_end),
         ))
     return entries
 

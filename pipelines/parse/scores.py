@@ -3,8 +3,10 @@
 The model stage keeps, for every generated token of an answer (special tokens and everything from
 the first end-of-sequence token on left out), its natural-log probability under the model and the
 character offset in the decoded answer where the token's text ends. A score is the geometric mean
-of the probabilities of a set of tokens, `exp(mean(log p))`, in [0, 1]: the tokens of the whole
-answer for text, the tokens overlapping an entry's parts for boxes and masks.
+of the probabilities of a set of tokens, `exp(mean(log p))`, in [0, 1], for text (the whole answer)
+and masks (every token of the entry); a box's score is its least sure location token's probability
+times its label's (`weakest_times_rest`), which ranks wrong boxes below right ones better
+(docs/output-and-scores.md, "Which box score").
 """
 
 from __future__ import annotations
@@ -60,6 +62,18 @@ class TokenLogprobs:
         None when there are no such tokens."""
         chosen = np.setdiff1d(self.tokens_in(spans), self.tokens_in(excluding))
         return geometric_mean_probability(self.logprobs[chosen])
+
+    def weakest_times_rest(self, weakest: Sequence[Span], rest: Sequence[Span],
+                           excluding: Sequence[Span] = ()) -> float | None:
+        """The lowest probability among the tokens overlapping `weakest`, times the product of the
+        probabilities of the tokens overlapping `rest` but neither `weakest` nor `excluding`; None
+        when no token overlaps `weakest`."""
+        chosen = self.tokens_in(weakest)
+        if len(chosen) == 0:
+            return None
+        others = np.setdiff1d(self.tokens_in(rest), np.union1d(chosen, self.tokens_in(excluding)))
+        log_score = float(np.min(self.logprobs[chosen])) + float(np.sum(self.logprobs[others], dtype=np.float64))
+        return min(1.0, max(0.0, math.exp(log_score)))
 
     def answer_score(self) -> float | None:
         """Geometric mean probability of every token of the answer; None for an empty answer."""

@@ -1,7 +1,12 @@
-"""COCO instances JSON (boxes and RLE masks, with scores), streamed in two passes.
+"""COCO instances JSON (boxes and RLE masks, with scores), streamed in three passes.
 
-Pass one writes `images` (each image once, whatever number of rows it has) and learns the
-categories; pass two writes `annotations`. Memory holds one batch of rows, the category names and
+Pass one finds the images' common root (each `file_name` is the path below it, so two images of the
+same name in different folders stay two), pass two writes `images` (each image once, whatever number
+of rows it has) and learns the categories; pass three writes `annotations`. Every annotation says
+which task made it (`task`, and `attributes.task` for datumaro and CVAT); a box-only one has
+`"segmentation": []` (CVAT's datumaro refuses an annotation without the field); a `segment` object
+with a mask has the mask's tight box as `bbox` and the mask's score (FiftyOne crops a mask to its
+`bbox`), and the model's own box as `model_bbox`. Memory holds one batch of rows, the category names and
 a set of 64-bit image ids (to write each image once), not the rows. COCO image ids are the first
 52 bits of the SHA-256 of `image_id` (exact in JSON and JavaScript numbers); category ids number
 the labels in name order from 1.
@@ -13,12 +18,19 @@ import hashlib
 import json
 
 import fsspec
+from pycocotools import mask as mask_utils
 
-from pipelines.review.evaluate import name_of
 from pipelines.review.export.jsonstream import JsonArrayWriter
-from pipelines.review.export.source import DEFAULT_BATCH_SIZE, RowFilter, UrlMap, iter_rows, objects_of
+from pipelines.review.export.source import (
+    DEFAULT_BATCH_SIZE,
+    RowFilter,
+    UrlMap,
+    common_root,
+    iter_rows,
+    objects_of,
+    relative_name,
+)
 from pipelines.tasks.registry import TASKS
-from schemas.annotations import Rle
 
 # Tasks whose rows carry objects; text tasks have none for COCO.
 OBJECT_TASKS = tuple(name for name, spec in TASKS.items() if "boxes" in spec.output_fields)
@@ -35,16 +47,22 @@ def _object_filter(row_filter: RowFilter) -> RowFilter:
     return RowFilter(tasks=tuple(tasks), statuses=row_filter.statuses, min_score=row_filter.min_score)
 
 
-def annotation_of(number: int, image: int, category: int, box: dict, mask: dict | None) -> dict:
-    """One COCO annotation: bbox [x, y, w, h] in pixels, and with a mask its RLE and pixel area."""
-    width, height = box["x_max"] - box["x_min"], box["y_max"] - box["y_min"]
-    annotation = {"id": number, "image_id": image, "category_id": category,
-                  "bbox": [box["x_min"], box["y_min"], width, height], "area": width * height, "iscrowd": 0,
-                  "score": (mask or box)["score"]}
+def _xywh(box: dict) -> list[float]:
+    return [box["x_min"], box["y_min"], box["x_max"] - box["x_min"], box["y_max"] - box["y_min"]]
+
+
+def annotation_of(number: int, image: int, category: int, task: str, box: dict, mask: dict | None) -> dict:
+    """One COCO annotation: bbox [x, y, w, h] in pixels, its task and score; with a mask, its RLE, its
+    pixel area, the mask's tight box as bbox and the mask's score (the model's box is `model_bbox`)."""
+    bbox = _xywh(box)
+    annotation = {"id": number, "image_id": image, "category_id": category, "bbox": bbox,
+                  "area": bbox[2] * bbox[3], "iscrowd": 0, "segmentation": [], "score": box["score"],
+                  "task": task, "attributes": {"task": task}}
     if mask is not None:
-        rle = mask["rle"]
-        annotation["segmentation"] = {"size": list(rle["size"]), "counts": rle["counts"]}
-        annotation["area"] = float(Rle.model_construct(size=list(rle["size"]), counts=rle["counts"]).area())
+        rle = {"size": list(mask["rle"]["size"]), "counts": mask["rle"]["counts"]}
+        coded = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
+        annotation.update(segmentation=rle, score=mask["score"], model_bbox=bbox,
+                          bbox=[float(v) for v in mask_utils.toBbox(coded)], area=float(mask_utils.area(coded)))
     return annotation
 
 
@@ -57,6 +75,11 @@ def export_coco(
     labels: set[str] = set()
     seen: set[int] = set()
     counts = {"images": 0, "annotations": 0, "categories": 0}
+    root: str | None = None  # the images' common directory; file_name is the path below it
+    for rows in iter_rows(uri, ["source_uri", "width"], row_filter, batch_size):
+        uris = [row["source_uri"] for row in rows if row["width"] is not None]
+        if uris:
+            root = common_root(uris if root is None else [root, *uris])
     with fsspec.open(output, "w") as handle:
         handle.write('{"info":' + json.dumps({"description": f"paligemma-labeller export of {uri}"}) + ',"images":')
         with JsonArrayWriter(handle) as images:
@@ -70,7 +93,8 @@ def export_coco(
                     if image in seen:
                         continue
                     seen.add(image)
-                    images.write({"id": image, "file_name": name_of(row["source_uri"]), "width": row["width"],
+                    images.write({"id": image, "file_name": relative_name(row["source_uri"], root or ""),
+                                  "width": row["width"],
                                   "height": row["height"], "coco_url": urls.url(row["source_uri"]),
                                   "source_uri": row["source_uri"]})
         counts["images"] = images.count
@@ -80,14 +104,14 @@ def export_coco(
                                                      for label, number in categories.items()]))
         handle.write(',"annotations":')
         with JsonArrayWriter(handle) as annotations:
-            for rows in iter_rows(uri, ["image_id", "width", "boxes", "masks"], row_filter, batch_size):
+            for rows in iter_rows(uri, ["image_id", "width", "task", "boxes", "masks"], row_filter, batch_size):
                 for row in rows:
                     if row["width"] is None:
                         continue
                     image = coco_image_id(row["image_id"])
                     for box, mask in objects_of(row, row_filter):
                         annotations.write(annotation_of(annotations.count + 1, image, categories[box["label"]],
-                                                        box, mask))
+                                                        row["task"], box, mask))
         counts["annotations"] = annotations.count
         handle.write("}\n")
     return counts

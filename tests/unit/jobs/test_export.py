@@ -17,3 +17,14 @@ def test_the_cli_reports_bad_flags_in_one_line(labelled, tmp_path, capsys):
     assert export_main(["--input", str(dataset), "--format", "labelstudio", "--output", str(tmp_path / "c.json"),
                         "--tasks", "detect", "--status", "ok", "--min-score", "0.5"]) == 0
     assert "Label Studio tasks" in capsys.readouterr().out
+
+
+def test_the_label_config_is_written_next_to_the_tasks_and_refused_for_coco(labelled, tmp_path, capsys):
+    dataset, _, _ = labelled
+    assert export_main(["--input", str(dataset), "--format", "labelstudio", "--output", str(tmp_path / "t.json"),
+                        "--label-config", str(tmp_path / "config.xml")]) == 0
+    assert (tmp_path / "config.xml").read_text().startswith("<View>")
+    assert "labelling config to" in capsys.readouterr().out
+    assert export_main(["--input", str(dataset), "--format", "coco", "--output", str(tmp_path / "c.json"),
+                        "--label-config", str(tmp_path / "x.xml")]) == 2
+    assert "needs --format labelstudio" in capsys.readouterr().err

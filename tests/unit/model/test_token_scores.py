@@ -64,6 +64,17 @@ def recomputed_answer_score(stage: GenerateStage, prompt: str, pixels: np.ndarra
     return float(np.exp(np.mean(kept, dtype=np.float64)))
 
 
+def recomputed_box_score(stage: GenerateStage, prompt: str, pixels: np.ndarray, ids: list[int]) -> float:
+    """The box rule on teacher-forced log-probabilities of a one-box answer: its least sure token among
+    those ending within the <loc> run, times every later token (the label)."""
+    tokenizer = stage.processor.tokenizer
+    logprobs = teacher_forced_logprobs(stage, prompt, pixels, ids)
+    eos = {stage.model.generation_config.eos_token_id}
+    text, ends, kept = answer_tokens(tokenizer, ids, logprobs, eos, set(tokenizer.all_special_ids))
+    in_locs = ends <= text.rindex(">") + 1
+    return float(np.exp(kept[in_locs].min() + np.sum(kept[~in_locs], dtype=np.float64)))
+
+
 def test_text_scores_equal_a_teacher_forced_pass_also_under_left_padding(tiny_model_dir, tmp_path):
     # Two questions of different lengths in one generate call: the shorter prompts are left-padded.
     options = PromptOptions(questions=("what?", "what colour is the large object on the left?"))
@@ -80,7 +91,7 @@ def test_text_scores_equal_a_teacher_forced_pass_also_under_left_padding(tiny_mo
 
 def test_a_stored_box_score_equals_a_teacher_forced_pass(tmp_path):
     # The random model's detections never parse; a scripted one answers a valid box, whose entry
-    # is the whole answer, so its score covers every answer token.
+    # is the whole answer: its score is its weakest <loc> token times the label's tokens.
     answer = "<loc0100><loc0200><loc0300><loc0400> car"
     model_dir = save_scripted_paligemma(tmp_path / "scripted", answer, with_vae=False)
     options = PromptOptions(classes=("car",))
@@ -92,6 +103,6 @@ def test_a_stored_box_score_equals_a_teacher_forced_pass(tmp_path):
     for row, ids, image in zip(rows, new_ids, [0, 1]):
         assert row["status"] == "ok" and row["raw_output"] == answer
         (box,) = row["boxes"]
-        expected = recomputed_answer_score(stage, row["prompt"], batch[C.PIXELS][image], ids)
-        assert 0.01 < box["score"] < 0.99
+        expected = recomputed_box_score(stage, row["prompt"], batch[C.PIXELS][image], ids)
+        assert 1e-8 < box["score"] < 0.99  # a product over the label's tokens: small under these flat logits
         assert box["score"] == pytest.approx(expected, rel=1e-4)

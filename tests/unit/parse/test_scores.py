@@ -28,11 +28,12 @@ def test_entries_know_where_they_and_their_codewords_are():
     first, second = split_entries(text)
     assert text[slice(*first.span)] == "<loc0001><loc0002><loc0003><loc0004> car"
     assert first.seg_span[0] == first.seg_span[1]
+    assert text[slice(*first.loc_span)] == text[slice(*second.loc_span)] == "<loc0001><loc0002><loc0003><loc0004>"
     assert text[slice(*second.span)] == "<loc0001><loc0002><loc0003><loc0004> " + "".join(CODES) + " b"
     assert text[slice(*second.seg_span)] == "".join(CODES)
 
 
-def test_a_box_scores_its_locations_and_label_tokens_not_the_separator_or_other_boxes():
+def test_a_box_scores_its_least_sure_location_times_its_label_not_the_separator_or_other_boxes():
     # Gemma-style tokens: each <loc> is one token, "▁car" one token with its leading space, "▁;" one.
     pieces = ["<loc0000>", "<loc0000>", "<loc0512>", "<loc0512>", " car", " ;", " ",
               "<loc0512>", "<loc0512>", "<loc1000>", "<loc1000>", " per", "son"]
@@ -41,8 +42,8 @@ def test_a_box_scores_its_locations_and_label_tokens_not_the_separator_or_other_
     boxes, problems = parse_detections(text, ("car", "person"), (1024, 1024), tokens)
     assert problems == []
     assert [b.label for b in boxes] == ["car", "person"]
-    assert boxes[0].score == pytest.approx(geometric_mean([0.9, 0.8, 0.7, 0.6, 0.5]))
-    assert boxes[1].score == pytest.approx(geometric_mean([0.4, 0.3, 0.2, 0.1, 0.05, 0.95]))
+    assert boxes[0].score == pytest.approx(0.6 * 0.5)  # weakest of 0.9, 0.8, 0.7, 0.6; label 0.5
+    assert boxes[1].score == pytest.approx(0.1 * 0.05 * 0.95)  # weakest 0.1; label "person" in two tokens
 
 
 def test_a_label_split_from_its_space_still_counts_the_space_token():
@@ -51,7 +52,7 @@ def test_a_label_split_from_its_space_still_counts_the_space_token():
     probabilities = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]
     text, tokens = tokens_of(pieces, probabilities)
     (box,), _ = parse_detections(text, ("car",), (1024, 1024), tokens)
-    assert box.score == pytest.approx(geometric_mean(probabilities))
+    assert box.score == pytest.approx(0.6 * 0.5 * 0.4 * 0.3 * 0.2)
 
 
 def test_a_mask_adds_its_codewords_to_the_score_and_its_box_leaves_them_out():
@@ -62,7 +63,7 @@ def test_a_mask_adds_its_codewords_to_the_score_and_its_box_leaves_them_out():
     logits = np.ones((1, 64, 64), np.float32)
     boxes, masks, problems = parse_segments(text, ("car",), (64, 64), logits, tokens)
     assert problems == []
-    assert boxes[0].score == pytest.approx(geometric_mean(loc_p + space_p + label_p))
+    assert boxes[0].score == pytest.approx(min(loc_p) * space_p[0] * label_p[0])
     assert masks[0].score == pytest.approx(geometric_mean(loc_p + space_p + code_p + label_p))
 
 
@@ -91,3 +92,10 @@ def test_inconsistent_token_offsets_are_refused():
         TokenLogprobs(ends=np.array([3, 2]), logprobs=np.zeros(2))
     with pytest.raises(ValueError, match="2 token ends for 1"):
         TokenLogprobs(ends=np.array([1, 2]), logprobs=np.zeros(1))
+
+
+def test_the_weakest_token_times_the_rest_and_none_without_weakest_tokens():
+    _, tokens = tokens_of(["<loc0001>", "<loc0002>", " a", " b"], [0.5, 0.25, 0.8, 0.5])
+    assert tokens.weakest_times_rest([(0, 18)], [(0, 22)]) == pytest.approx(0.25 * 0.8 * 0.5)
+    assert tokens.weakest_times_rest([(0, 18)], [(0, 22)], excluding=[(20, 22)]) == pytest.approx(0.25 * 0.8)
+    assert tokens.weakest_times_rest([(5, 5)], [(0, 22)]) is None

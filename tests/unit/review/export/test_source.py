@@ -2,7 +2,15 @@
 
 import pytest
 
-from pipelines.review.export.source import RowFilter, UrlMap, iter_rows, objects_of
+from pipelines.review.export.source import (
+    RowFilter,
+    UrlMap,
+    common_root,
+    iter_images,
+    iter_rows,
+    objects_of,
+    relative_name,
+)
 from pipelines.storage.output import IncompleteOutputError
 
 
@@ -41,3 +49,27 @@ def test_an_unfinished_dataset_is_refused(tmp_path):
     (tmp_path / "task=detect").mkdir(parents=True)
     with pytest.raises(IncompleteOutputError):
         list(iter_rows(str(tmp_path), ["task"]))
+
+
+@pytest.mark.parametrize("rows_per_bucket", [10_000, 4])  # in memory, and spilled to 6 hash buckets
+def test_rows_come_grouped_by_image_whatever_the_memory_bound(labelled, rows_per_bucket):
+    dataset, rows, _ = labelled
+    images = list(iter_images(str(dataset), ["status"], rows_per_bucket=rows_per_bucket, batch_size=3))
+    assert sorted(len(image) for image in images) == [1] + [3] * 6
+    for image in images:
+        assert len({row["image_id"] for row in image}) == 1
+        assert [row["task"] for row in image] == sorted(row["task"] for row in image)
+    assert sorted(row["image_id"] for image in images for row in image) == sorted(r.image_id for r in rows)
+    only_ok = list(iter_images(str(dataset), ["status"], RowFilter(statuses=("ok",)), rows_per_bucket=rows_per_bucket))
+    assert len(only_ok) == 6
+
+
+def test_names_below_the_common_root_are_unique():
+    uris = ["file:///data/a/x.png", "file:///data/b/x.png", "file:///data/b/c/y.png"]
+    root = common_root(uris)
+    assert root == "file:///data/"
+    assert [relative_name(uri, root) for uri in uris] == ["a/x.png", "b/x.png", "b/c/y.png"]
+    assert common_root(["gs://b/s/shard-0.tar#a.png", "gs://b/s/shard-1.tar#a.png"]) == "gs://b/s/"
+    assert relative_name("gs://b/s/shard-0.tar#a.png", "gs://b/s/") == "shard-0.tar#a.png"
+    assert common_root(["/only/one.png"]) == "/only/" and relative_name("/only/one.png", "/only/") == "one.png"
+    assert relative_name("s3://other/z.png", "file:///data/") == "other/z.png"

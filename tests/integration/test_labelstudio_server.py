@@ -1,0 +1,204 @@
+"""The Label Studio export against a real Label Studio 1.23.2 server: a project made with the exported labelling
+config takes the exported tasks with strict prediction validation on, and gives back one task per image, every
+region with its score, the model version, and images that load, served both ways the docs describe (Label
+Studio's local-files storage, and a plain HTTP server with --image-url-prefix).
+
+Label Studio lives in its own environment, `.labelstudio-venv/` (built by .ci/run from
+.ci/labelstudio-requirements.txt; or set LABEL_STUDIO_BIN to another one's `label-studio`). Without it this
+test is skipped. The server runs on 127.0.0.1 with its own data directory and is stopped by its PID.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import requests
+
+from pipelines.review.export import export
+from pipelines.review.export.source import UrlMap
+from schemas.rows import LabelRow
+from tests.labelled import NOW, shapes_rows, write_rows
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+LABEL_STUDIO = Path(os.environ.get("LABEL_STUDIO_BIN", REPO / ".labelstudio-venv" / "bin" / "label-studio"))
+TOKEN = "0123456789abcdef0123456789abcdef01234567"
+# With this flag Label Studio refuses (400) an import whose predictions do not fit the config; without it
+# it answers 201 and only logs "Prediction validation failed" (docs/exports.md).
+STRICT_VALIDATION = "fflag_feat_utc_210_prediction_validation_15082025"
+QUESTIONS = {"answer en how many shapes?": ("2", 0.7), "answer en what colour is the largest shape?": ("red", 0.4)}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def process(command: list[str], log: Path, env: dict | None = None):
+    """A process in its own session, stopped by its PID (its group, which it leads) at the end."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wait_for(url: str, proc: subprocess.Popen, log: Path, seconds: float = 240) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited ({proc.returncode}): {log.read_text()[-3000:]}")
+        with contextlib.suppress(requests.ConnectionError):
+            if requests.get(url, timeout=5).status_code == 200:
+                return
+        time.sleep(1)
+    raise RuntimeError(f"{url} did not answer in {seconds} s: {log.read_text()[-3000:]}")
+
+
+class Api:
+    def __init__(self, base: str):
+        self.base = base
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Token {TOKEN}"
+
+    def post(self, path: str, body) -> requests.Response:
+        return self.session.post(self.base + path, json=body, timeout=120)
+
+    def get(self, path: str, **params) -> requests.Response:
+        return self.session.get(self.base + path, params=params, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A real Label Studio on 127.0.0.1 serving local files below `root`, and an HTTP server on `root`."""
+    if not LABEL_STUDIO.exists():
+        pytest.skip(f"no Label Studio environment at {LABEL_STUDIO} (.ci/run builds .labelstudio-venv)")
+    root = tmp_path_factory.mktemp("ls-root")
+    home = tmp_path_factory.mktemp("ls-home")
+    port, files_port = free_port(), free_port()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8",
+           "LABEL_STUDIO_BASE_DATA_DIR": str(home / "data"), "LATEST_VERSION_CHECK": "false",
+           "LABEL_STUDIO_USERNAME": "ci@example.org", "LABEL_STUDIO_PASSWORD": "ci-password-19",
+           "LABEL_STUDIO_USER_TOKEN": TOKEN, STRICT_VALIDATION: "true",
+           "LOCAL_FILES_SERVING_ENABLED": "true", "LOCAL_FILES_DOCUMENT_ROOT": str(root)}
+    log = home / "label-studio.log"
+    with (process([str(LABEL_STUDIO), "start", "--no-browser", "--internal-host", "127.0.0.1", "-p", str(port),
+                   "--data-dir", str(home / "data"), "--enable-legacy-api-token"], log, env) as proc,
+          process([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(root),
+                   str(files_port)], home / "http.log") as files):
+        wait_for(f"http://127.0.0.1:{port}/health", proc, log)
+        wait_for(f"http://127.0.0.1:{files_port}/", files, home / "http.log", seconds=30)
+        yield Api(f"http://127.0.0.1:{port}"), root, f"http://127.0.0.1:{files_port}", log
+
+
+@pytest.fixture(scope="module")
+def labelled_below_root(server):
+    """Shapes rows (detect, segment, caption, two answers for one image, an unreadable image) whose images lie
+    below the servers' root, as a finished dataset."""
+    _, root, _, _ = server
+    rows, _ = shapes_rows(root / "shapes")
+    (root / "shapes" / "images" / "broken.png").write_bytes(b"not an image")
+    first = rows[0]
+    for prompt, (text, score) in QUESTIONS.items():
+        rows.append(LabelRow(image_id=first.image_id, source_uri=first.source_uri, width=first.width,
+                             height=first.height, task="answer", prompt=prompt, model=first.model, raw_output=text,
+                             status="ok", text=text, text_score=score, run_id="run-1", created_at=NOW))
+    return write_rows(rows, root / "dataset"), rows
+
+
+def import_export(api: Api, dataset: Path, urls: UrlMap, out: Path) -> tuple[int, list[dict], list[dict]]:
+    """Export, create a project with the exported config, import the tasks; (project id, exported, read back)."""
+    export("labelstudio", str(dataset), str(out / "tasks.json"), urls=urls, label_config=str(out / "config.xml"))
+    config = (out / "config.xml").read_text()
+    assert api.post("/api/projects/validate/", {"label_config": config}).status_code == 204
+    response = api.post("/api/projects/", {"title": out.name, "label_config": config})
+    assert response.status_code == 201, response.text
+    project = response.json()["id"]
+    exported = json.loads((out / "tasks.json").read_text())
+    response = api.post(f"/api/projects/{project}/import", exported)
+    assert response.status_code == 201, response.text
+    listed = api.get(f"/api/projects/{project}/tasks", page_size=1000).json()
+    read = [api.get(f"/api/tasks/{task['id']}").json() for task in listed]
+    return project, exported, read
+
+
+def check_read_back(exported: list[dict], read: list[dict], rows: list) -> None:
+    assert len(read) == len(exported) == len({row.image_id for row in rows}) == 7
+    by_image = {task["data"]["image_id"]: task for task in exported}
+    for task in read:
+        original = by_image[task["data"]["image_id"]]
+        assert task["data"] == original["data"]
+        (prediction,) = task["predictions"]
+        (sent,) = original["predictions"]
+        assert prediction["model_version"] == sent["model_version"] == "models/shapes-paligemma"
+        assert prediction["score"] == pytest.approx(sent["score"])
+        got = sorted((r["from_name"], r["type"], r.get("score"), json.dumps(r["value"], sort_keys=True))
+                     for r in prediction["result"])
+        assert got == sorted((r["from_name"], r["type"], r.get("score"), json.dumps(r["value"], sort_keys=True))
+                             for r in sent["result"])
+    # every row's objects and texts are regions of its image's task
+    regions = Counter(r["from_name"] for task in read for r in task["predictions"][0]["result"])
+    ok = [row for row in rows if row.status == "ok"]
+    assert regions == {"detect": sum(len(r.boxes) for r in ok if r.task == "detect"),
+                       "segment": sum(len(r.masks) for r in ok if r.task == "segment"),
+                       "caption_en": sum(r.task == "caption" for r in ok),
+                       "answer_en_how_many_shapes": 1, "answer_en_what_colour_is_the_largest_shape": 1}
+    (broken,) = [task for task in read if task["data"]["problems"]]
+    assert "image_error" in broken["data"]["errors"] and broken["predictions"][0]["result"] == []
+
+
+def test_tasks_served_by_an_http_server_import_strictly_and_read_back(server, labelled_below_root, tmp_path):
+    api, root, files, log = server
+    dataset, rows = labelled_below_root
+    _, exported, read = import_export(api, dataset, UrlMap.parse([f"{root}/={files}/"]), tmp_path)
+    check_read_back(exported, read, rows)
+    for task in read:
+        assert task["data"]["image"].startswith(files + "/shapes/images/")
+        assert requests.get(task["data"]["image"], timeout=30).status_code == 200, task["data"]["image"]
+    assert "Prediction validation failed" not in log.read_text()
+
+
+def test_tasks_served_from_label_studio_local_files_storage(server, labelled_below_root, tmp_path):
+    api, root, _, log = server
+    dataset, rows = labelled_below_root
+    project, exported, read = import_export(api, dataset, UrlMap.parse([f"{root}/=/data/local-files/?d="]), tmp_path)
+    # Label Studio serves /data/local-files/ only below a Local Storage folder of some project (404 otherwise)
+    response = api.post("/api/storages/localfiles/", {"project": project, "title": "shapes",
+                                                     "path": str(root / "shapes" / "images"), "use_blob_urls": True})
+    assert response.status_code == 201, response.text
+    check_read_back(exported, read, rows)
+    for task in read:
+        url = task["data"]["image"]
+        assert url.startswith("/data/local-files/?d=shapes/images/")
+        assert api.get(url).status_code == 200, url
+        assert requests.get(api.base + url, timeout=30).status_code in (401, 403)  # not without the token
+    assert "Prediction validation failed" not in log.read_text()
+
+
+def test_strict_validation_is_on_so_a_label_outside_the_config_is_refused(server, labelled_below_root, tmp_path):
+    api, _, _, _ = server
+    dataset, _ = labelled_below_root
+    project, exported, _ = import_export(api, dataset, UrlMap(), tmp_path)
+    wrong = json.loads(json.dumps(exported[:1]))
+    rectangle = next(r for r in wrong[0]["predictions"][0]["result"] if r["type"] == "rectanglelabels")
+    rectangle["value"]["rectanglelabels"] = ["hexagon"]
+    response = api.post(f"/api/projects/{project}/import", wrong)
+    assert response.status_code == 400 and "hexagon" in response.text
