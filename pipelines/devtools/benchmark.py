@@ -216,7 +216,9 @@ def run_pipeline(model_dir: str, input_uri: str, output_uri: str, tasks: list[st
                  without_model: bool = False) -> dict:
     """The job's stages, as `pipelines.run.annotate` composes them, with benchmark stage options;
     `job_fields` are further JobConfig fields (e.g. the Parquet reader's uri_column); `without_model`:
-    `StageOptions.benchmark_without_model`. `cpu_seconds` counts the driver and every Ray process."""
+    `StageOptions.benchmark_without_model`. `task_cpu_seconds` is the CPU time of every stage's tasks as
+    Ray Data counts it; `cpu_seconds` that of the driver and its descendant processes (Ray's own included,
+    but not workers Ray starts outside that tree)."""
     import ray
 
     from pipelines.build import build_dataset
@@ -250,6 +252,7 @@ def run_pipeline(model_dir: str, input_uri: str, output_uri: str, tasks: list[st
         # perf_counter is the machine's monotonic clock, shared by the local workers' task stats.
         model_start = min(op.earliest_start_time for op in _operators(ds) if "GenerateStage" in op.operator_name)
         counts = summarize(target.filesystem, target.path)
+        stages = _stage_breakdown(ds)
         return {
             "seconds": finished - started,
             "cpu_seconds": round(cpu_seconds, 3),
@@ -258,7 +261,8 @@ def run_pipeline(model_dir: str, input_uri: str, output_uri: str, tasks: list[st
             "images": counts["images"],
             "model_actors": placement.num_actors,
             "torch_threads_per_actor": placement.torch_threads,
-            "stages": _stage_breakdown(ds),
+            "stages": stages,
+            "task_cpu_seconds": round(sum(stage["task_cpu_s"] or 0.0 for stage in stages), 3),
             "ray_data_stats": ds.stats(),
             "driver_peak_rss_mib": _peak_rss_mib(),
             "worker_peak_rss_mib": workers.by_name(),
