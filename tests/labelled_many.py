@@ -31,7 +31,7 @@ def write_many_rows(output: Path, rows: int, report_size: bool = False):
             "source_uri": [f"gs://bucket/images/{i}.jpg" for i in ids],
             "width": [640] * count, "height": [480] * count,
             "prompt": ["detect car ; person"] * count, "model": ["m"] * count,
-            "raw_output": [(f"{i} " * ANSWER_CHARS)[:ANSWER_CHARS] for i in ids],
+            "raw_output": [(f"{i} " * ANSWER_CHARS)[:ANSWER_CHARS] for i in ids], "finish_reason": ["stop"] * count,
             "status": ["ok"] * count, "error": [None] * count,
             "boxes": [[{"label": "car", "x_min": 1.0, "y_min": 2.0, "x_max": 30.0, "y_max": 40.0, "score": 0.5},
                        {"label": "person", "x_min": 5.0, "y_min": 6.0, "x_max": 70.0, "y_max": 80.0, "score": 0.25}]]
