@@ -56,7 +56,7 @@ def stages_for(cfg: JobConfig, image_size: int, resample: int, placement: ModelP
         Stage(generate.CONTRACT, GenerateStage, {
             "fn_constructor_kwargs": {
                 "model": cfg.model, "revision": cfg.revision, "tasks": cfg.tasks, "options": cfg.prompt_options(),
-                "batch_size": cfg.batch_size, "vae": vae, "stage_options": stage_options},
+                "batch_size": cfg.batch_size, "vae": vae, "stage_options": stage_options, "dtype": cfg.dtype},
             "compute": ray.data.ActorPoolStrategy(size=placement.num_actors),
             "batch_size": cfg.batch_size,
             "num_gpus": placement.gpus_per_actor,

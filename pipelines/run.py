@@ -119,6 +119,7 @@ def job_fields(cfg: JobConfig) -> dict:
         "output": cfg.output,
         "partition": cfg.partition,
         "model": cfg.model_name,
+        "dtype": cfg.dtype,
         "tasks": cfg.tasks,
     }
 

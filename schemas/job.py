@@ -85,6 +85,9 @@ class JobConfig(BaseModel):
         default=True, description="On by default: a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that "
         "leaves both sides at least twice the model's resolution, then resized, several times faster for camera "
         "photos; --no-jpeg-draft decodes every image whole.")
+    dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        default="auto", description="The model's weights and activations: auto is bfloat16 on a GPU and float32 "
+        "on CPU.")
     batch_size: int = Field(default=16, ge=1, description="Requests per generate call (images per model batch).")
     images_per_block: int = Field(
         default=64, ge=1, description="Image files per Ray Data block, the unit read, annotated and written together: "

@@ -83,10 +83,19 @@ def refuse_pickle_only(model: str) -> None:
             "(load them where you trust the file, then save_pretrained(dir) writes model.safetensors).")
 
 
-def load_model(model: str, revision: str | None, device: torch.device) -> PaliGemmaForConditionalGeneration:
-    """The model in eval mode on `device`: bf16 on CUDA, fp32 on CPU; safetensors only, no remote code."""
+def model_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """`--dtype` on `device`: auto is bf16 on CUDA (what PaliGemma was trained and served in) and fp32 on
+    CPU (where bf16 matmuls are slow on most processors); bfloat16 and float32 are taken as they are."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
+
+
+def load_model(model: str, revision: str | None, device: torch.device,
+               dtype: str = "auto") -> PaliGemmaForConditionalGeneration:
+    """The model in eval mode on `device`, in `model_dtype(dtype, device)`; safetensors only, no remote code."""
     refuse_pickle_only(model)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = model_dtype(dtype, device)
     try:
         loaded = PaliGemmaForConditionalGeneration.from_pretrained(
             _source(model),

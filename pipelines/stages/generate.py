@@ -91,6 +91,7 @@ class GenerateStage:
         batch_size: int,
         vae: str | None = None,
         stage_options: StageOptions = StageOptions(),
+        dtype: str = "auto",
     ):
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.stage_options = stage_options
@@ -98,7 +99,7 @@ class GenerateStage:
             torch.set_num_threads(stage_options.torch_threads)
         without_model = stage_options.benchmark_without_model
         self.processor = None if without_model else load_processor(model, revision)
-        self.model = None if without_model else load_model(model, revision, self.device)
+        self.model = None if without_model else load_model(model, revision, self.device, dtype)
         self.tasks = [get_task(name) for name in tasks]
         self.options = options
         self.batch_size = batch_size

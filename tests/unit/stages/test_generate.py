@@ -237,3 +237,12 @@ def test_an_answer_over_the_budget_keeps_its_whole_entries_and_says_it_was_cut(c
     assert row["finish_reason"] == "length" and row["status"] == "invalid_output"
     assert len(row["boxes"]) == 8  # 40 tokens: 8 whole entries of 4 locations and a separator
     assert row["error"].startswith("answer cut by the token budget of 40 new tokens")
+
+
+@pytest.mark.parametrize("dtype, expected", [("auto", torch.float32), ("bfloat16", torch.bfloat16),
+                                             ("float32", torch.float32)])
+def test_the_model_runs_in_the_dtype_asked_and_auto_is_float32_on_cpu(tiny_model_dir, dtype, expected):
+    stage = GenerateStage(tiny_model_dir, None, ["caption"], PromptOptions(), batch_size=2, dtype=dtype)
+    assert stage.model.dtype == expected
+    out = stage(decoded_batch(["", ""]))
+    assert list(out[C.STATUS]) == ["ok", "ok"]  # vision features shared and generated in that dtype
