@@ -114,8 +114,8 @@ def run_feeding(workdir: Path, counts: dict[str, int], model_sizes: tuple[int, .
             runs = []
             for images in (count, growth * count):
                 folder = workdir / f"{kind}-{images}"
-                paths = sorted(str(p) for p in folder.iterdir()) if folder.exists() else write_inputs(folder, kind,
-                                                                                                      images)
+                # the same files again when a run repeats (a later resolution, or a rerun in the same workdir)
+                paths = sorted(map(str, folder.iterdir())) if folder.exists() else write_inputs(folder, kind, images)
                 runs.append(_in_fresh_process(run_pipeline, model_dir, str(folder), str(workdir / f"out-{kind}"),
                                               ["detect", "caption"], ["car"], 16, None, True, False, None, None,
                                               True))

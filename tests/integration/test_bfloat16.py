@@ -9,13 +9,12 @@ from pipelines.run import annotate
 from schemas import LabelRow
 from schemas.job import JobConfig
 from tests.integration.conftest import read_output
+from tests.integration.test_segment import ANSWER  # a known segmentation, scripted into the checkpoint
 from tests.jobs import SAMPLES
 from tests.rows import assert_each_once
 
 pytestmark = pytest.mark.integration
 
-CODES = list(range(0, 128, 8))
-ANSWER = "<loc0100><loc0200><loc0700><loc0900>" + "".join(f"<seg{c:03d}>" for c in CODES) + " car"
 
 
 def run(tmp_path, model_dir: str, dtype: str) -> dict:
