@@ -43,5 +43,7 @@ def test_chromium_renders_the_report_with_all_its_images(report, tmp_path):
              tmp=tmp_path)
     pixels = np.asarray(Image.open(screenshot).convert("RGB"))
     assert pixels.shape[:2] == (1800, 1280)
-    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 500  # text, bars and drawn images, not a blank page
+    # text, bars and drawn images, not a blank page (a few colours): 447 to 780 colours were seen, depending on
+    # which images the gallery samples (by the hash of their image ids, which hold the test's temporary path)
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 300
     print(f"report screenshot: {screenshot}")
