@@ -227,7 +227,7 @@ class GenerateStage:
         except Exception as err:  # the answers stand; only their masks are lost
             for request, generation in answered:
                 rows.add(request.row, task.name, request.prompt, generation.text, Status.MODEL_ERROR,
-                         f"mask decoder: {describe_error(err)}")
+                         f"mask decoder: {describe_error(err)}", b"", generation)
             return
         for (request, generation), packed in zip(answered, mask_logits):
             rows.add(request.row, task.name, request.prompt, generation.text, Status.OK, "", packed, generation)

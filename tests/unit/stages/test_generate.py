@@ -155,12 +155,13 @@ def test_a_failing_mask_decoder_keeps_the_answers(tiny_model_dir, monkeypatch):
 
     monkeypatch.setattr(stage.mask_decoder, "forward", out_of_memory)
     answer = "<loc0000><loc0000><loc0512><loc0512>" + "".join(f"<seg{c:03d}>" for c in range(16)) + " car"
-    monkeypatch.setattr(stage, "_generate",
-                        lambda prompts, images, budget, features=None: [Generation.unscored(answer)] * len(prompts))
+    generated = Generation.unscored(answer, "stop")
+    monkeypatch.setattr(stage, "_generate", lambda prompts, images, budget, features=None: [generated] * len(prompts))
     out = stage(decoded_batch(["", ""]))
     assert list(out[C.STATUS]) == ["model_error"] * 2
     assert list(out[C.ERROR]) == ["mask decoder: RuntimeError: CUDA out of memory (injected)"] * 2
     assert list(out[C.RAW_OUTPUT]) == [answer] * 2
+    assert list(out[C.FINISH_REASON]) == ["stop"] * 2  # the answers were generated; only their masks were lost
 
 
 def test_shared_vision_features_encode_each_image_once_and_change_no_answer(tiny_model_dir, monkeypatch):
