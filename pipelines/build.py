@@ -9,6 +9,7 @@ from typing import Any
 
 import ray.data
 
+from pipelines.placement import ModelPlacement
 from pipelines.stages import decode, generate, label, read, resume, write
 from pipelines.stages.contract import StageContract, check_chain
 from pipelines.stages.generate import GenerateStage, StageOptions
@@ -17,17 +18,7 @@ from pipelines.storage.inputs import InputFiles
 from schemas.job import JobConfig
 
 DECODE_BATCH_SIZE = 16
-ACTOR_TASK_RETRIES = 3
-
-
-@dataclass(frozen=True)
-class ModelPlacement:
-    """How the model stage is spread over the cluster."""
-
-    num_actors: int
-    gpus_per_actor: int  # 1 on a GPU cluster, 0 on CPU
-    cpus_per_actor: float
-    torch_threads: int | None = None  # CPU actors: intra-op threads (Ray would leave torch one)
+ACTOR_TASK_RETRIES = 20
 
 
 @dataclass(frozen=True)
@@ -39,10 +30,20 @@ class Stage:
     options: dict[str, Any]
 
 
+def actor_pool(placement: ModelPlacement) -> ray.data.ActorPoolStrategy:
+    """A fixed pool, or one Ray Data grows while batches queue (each new GPU actor is a request the
+    cluster's autoscaler sees) and shrinks when actors idle."""
+    if placement.min_actors == placement.max_actors:
+        return ray.data.ActorPoolStrategy(size=placement.min_actors)
+    return ray.data.ActorPoolStrategy(min_size=placement.min_actors, max_size=placement.max_actors)
+
+
 def stages_for(cfg: JobConfig, image_size: int, resample: int, placement: ModelPlacement, run_id: str,
-               vae: str | None, stage_options: StageOptions, shared_finished: list) -> list[Stage]:
+               vae: str | None, stage_options: StageOptions, shared_finished: list,
+               actor_log: Any = None) -> list[Stage]:
     """The job's steps after the read, in data-flow order; nothing runs. `shared_finished` is the
-    earlier attempt's finished work as `resume.share_finished` put it in Ray's object store."""
+    earlier attempt's finished work as `resume.share_finished` put it in Ray's object store;
+    `actor_log` a `placement.ModelActorLog` the model actors report where they run to."""
     if placement.torch_threads:
         stage_options = replace(stage_options, torch_threads=placement.torch_threads)
     return [
@@ -56,8 +57,9 @@ def stages_for(cfg: JobConfig, image_size: int, resample: int, placement: ModelP
         Stage(generate.CONTRACT, GenerateStage, {
             "fn_constructor_kwargs": {
                 "model": cfg.model, "revision": cfg.revision, "tasks": cfg.tasks, "options": cfg.prompt_options(),
-                "batch_size": cfg.batch_size, "vae": vae, "stage_options": stage_options, "dtype": cfg.dtype},
-            "compute": ray.data.ActorPoolStrategy(size=placement.num_actors),
+                "batch_size": cfg.batch_size, "vae": vae, "stage_options": stage_options, "dtype": cfg.dtype,
+                "device": placement.device, "actor_log": actor_log},
+            "compute": actor_pool(placement),
             "batch_size": cfg.batch_size,
             "num_gpus": placement.gpus_per_actor,
             "num_cpus": placement.cpus_per_actor,
@@ -93,10 +95,11 @@ def build_dataset(
     vae: str | None = None,
     stage_options: StageOptions = StageOptions(),
     finished: dict[str, frozenset[str]] | None = None,
+    actor_log: Any = None,
 ) -> ray.data.Dataset:
     """The lazy dataset of LabelRows; nothing runs until it is written. `vae` is the mask
     decoder file, needed when a task decodes masks; `finished` the work an earlier attempt wrote
     (image_id -> tasks), which is not done again."""
     stages = stages_for(cfg, image_size, resample, placement, run_id, vae, stage_options,
-                        resume.share_finished(finished or {}))
+                        resume.share_finished(finished or {}), actor_log)
     return compose(read_images(inputs, cfg), stages)

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 import ray
 from pydantic import ValidationError
 
-from pipelines.build import ModelPlacement, build_dataset
+from pipelines.build import build_dataset
 from pipelines.driver.cli import one_line
 from pipelines.driver.plan import plan_summary
 from pipelines.model.load import ModelLoadError, image_size_of, load_processor
 from pipelines.model.mask_decoder import VaeLoadError, find_vae, load_mask_decoder, missing_vae_message
+from pipelines.placement import GpuWait, place_model, placement_summary, start_actor_log
 from pipelines.stages.write import write_annotations
 from pipelines.storage.inputs import InputFiles, check_parquet_columns, resolve_job_inputs
 from pipelines.storage.output import (
@@ -46,18 +47,6 @@ def _now() -> datetime.datetime:
 
 def default_run_id() -> str:
     return _now().strftime("%Y%m%dT%H%M%S%fZ")
-
-
-def place_model(num_actors: int | None) -> ModelPlacement:
-    """One actor per GPU when the cluster has GPUs, else `num_actors` (default 1) CPU actors."""
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    if gpus:
-        return ModelPlacement(num_actors=num_actors or gpus, gpus_per_actor=1, cpus_per_actor=1)
-    # Ray starts a 1-CPU worker with one torch thread; the model is the bulk of the work, so a CPU
-    # actor gets the node's cores (measured in jobs/benchmark.py; read and decode still fit).
-    actors = num_actors or 1
-    threads = max(1, int(ray.cluster_resources().get("CPU", 1)) // actors)
-    return ModelPlacement(num_actors=actors, gpus_per_actor=0, cpus_per_actor=1, torch_threads=threads)
 
 
 def check_vae(cfg: JobConfig) -> str:
@@ -124,6 +113,19 @@ def job_fields(cfg: JobConfig) -> dict:
     }
 
 
+def write_with_gpu_wait(ds, target: OutputTarget, device: str, gpu_wait_timeout: float) -> None:
+    """Run the dataset into `target`; on cuda, while no GPU is there, say so and give up after the timeout."""
+    if device != "cuda":
+        write_annotations(ds, target)
+        return
+    with GpuWait(gpu_wait_timeout) as wait:
+        try:
+            write_annotations(ds, target)
+        except KeyboardInterrupt:
+            wait.raise_if_timed_out()  # our own interrupt: a clear error instead
+            raise
+
+
 def execute(cfg: JobConfig, job: CheckedJob) -> dict:
     """Run the checked job and return its summary, also written next to the rows (`_summary.json`)."""
     started = time.perf_counter()
@@ -131,14 +133,17 @@ def execute(cfg: JobConfig, job: CheckedJob) -> dict:
     if state.complete:
         summary = json.loads(job.target.filesystem.cat_file(f"{job.target.path}/{SUMMARY_FILE}"))
         return {**summary, "already_complete": True}
-    placement = None
+    placement, starts = None, []
     if job.inputs.paths:
         if not ray.is_initialized():
             ray.init(address=cfg.address)  # None: RAY_ADDRESS (e.g. under `ray job submit`) or a new local Ray
-        placement = place_model(cfg.num_actors)
+        placement = place_model(cfg)
+        actor_log = start_actor_log()
         ds = build_dataset(cfg, job.inputs, job.image_size, job.resample, placement, state.run_id, job.vae,
-                           finished=state.finished)
-        write_annotations(ds, job.target)
+                           finished=state.finished, actor_log=actor_log)
+        write_with_gpu_wait(ds, job.target, placement.device, cfg.gpu_wait_timeout)
+        starts = ray.get(actor_log.starts.remote())
+        ray.kill(actor_log)
     if job.target.partition:
         # Nothing new (no input files) rewrites the partition as empty: the guard applies to that too.
         check_replacement(job.target, cfg.replace_worse)
@@ -160,13 +165,12 @@ def execute(cfg: JobConfig, job: CheckedJob) -> dict:
         "input_files": len(job.inputs.paths),
         "ignored_files": job.inputs.ignored,
         "outside_window_files": job.inputs.outside_window,
-        "model_actors": placement.num_actors if placement else 0,
-        "gpus_per_actor": placement.gpus_per_actor if placement else 0,
+        **placement_summary(placement, starts),
         "wall_s": round(wall_s, 3),
         **summarize(job.target.filesystem, job.target.path),
     }
     summary["images_per_s"] = round(summary["images"] / wall_s, 3) if wall_s > 0 else None
-    gpus = placement.num_actors * placement.gpus_per_actor if placement else 0
+    gpus = summary["gpus_used"]
     # The throughput --plan's GPU-hours estimate wants, measured on this run's GPUs.
     summary["requests_per_gpu_s"] = round(summary["rows"] / (wall_s * gpus), 3) if gpus and wall_s > 0 else None
     summary["finished_at"] = _now().isoformat()

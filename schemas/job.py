@@ -93,8 +93,22 @@ class JobConfig(BaseModel):
         default=64, ge=1, description="Image files per Ray Data block, the unit read, annotated and written together: "
         "a killed run loses at most the blocks in flight, and its rerun resumes after the others. (.tar shards and "
         "Parquet files are split by Ray as it sees fit.)")
+    device: Literal["auto", "cuda", "cpu"] = Field(
+        default="auto", description="Where the model runs. cuda: every model actor asks Ray for one GPU, and the "
+        "job waits (up to --gpu-wait-timeout) for GPU nodes to join, as an autoscaling cluster adds them; cpu: CPU "
+        "actors; auto: cuda when the cluster has GPUs now or its autoscaler reports node types with GPUs, else cpu.")
+    gpu_wait_timeout: float = Field(
+        default=1800.0, gt=0, description="Seconds the job waits while the cluster has no GPU for its model actors "
+        "(at the start, or after losing every GPU node) before it fails (exit 1).")
     num_actors: int | None = Field(default=None, ge=1,
-                                   description="Model actors; default one per GPU, or 1 on a CPU-only cluster.")
+                                   description="Model actors, a fixed pool; default: see --min-actors and "
+                                   "--max-actors (on CPU: 1).")
+    min_actors: int | None = Field(
+        default=None, ge=1, description="GPU: the fewest model actors the pool keeps (default 1); it grows while "
+        "work is queued, asking the autoscaler for GPU nodes, and shrinks when they idle.")
+    max_actors: int | None = Field(
+        default=None, ge=1, description="GPU: the most model actors (one GPU each); default the cluster's GPUs, or "
+        "more when the autoscaler reports it can start more.")
     run_id: str | None = Field(default=None, description="Id stamped on every row; default a UTC timestamp.")
     address: str | None = Field(default=None,
                                 description="Ray cluster address; default RAY_ADDRESS, else a local Ray.")
@@ -182,6 +196,10 @@ class JobConfig(BaseModel):
             raise ValueError(f"--since {self.since.isoformat()} is not before --until {self.until.isoformat()}")
         if self.replace_worse and not self.partition:
             raise ValueError("--replace-worse decides whether a --partition is replaced; give it with --partition")
+        if self.num_actors is not None and (self.min_actors is not None or self.max_actors is not None):
+            raise ValueError("--num-actors fixes the pool's size; give it, or --min-actors/--max-actors, not both")
+        if self.min_actors and self.max_actors and self.min_actors > self.max_actors:
+            raise ValueError(f"--min-actors {self.min_actors} is more than --max-actors {self.max_actors}")
         if self.partition and self.overwrite:
             raise ValueError("--partition replaces only its own partition; --overwrite would replace the whole "
                              "dataset, so give one or the other")
@@ -189,7 +207,8 @@ class JobConfig(BaseModel):
 
     # Flags that change how a run goes, not what it writes: a run may be resumed with other values.
     OPERATIONAL_FIELDS: ClassVar[frozenset[str]] = frozenset({
-        "run_id", "batch_size", "images_per_block", "num_actors", "address", "overwrite", "resume", "summary_uri",
+        "run_id", "batch_size", "images_per_block", "num_actors", "min_actors", "max_actors", "device",
+        "gpu_wait_timeout", "address", "overwrite", "resume", "summary_uri",
         "plan", "requests_per_gpu_s", "replace_worse"})
 
     def identity(self) -> dict:

@@ -223,7 +223,7 @@ def run_pipeline(model_dir: str, input_uri: str, output_uri: str, tasks: list[st
 
     from pipelines.build import build_dataset
     from pipelines.model.load import image_size_of, load_processor
-    from pipelines.run import place_model
+    from pipelines.placement import place_model
     from pipelines.stages.generate import StageOptions
     from pipelines.stages.write import write_annotations
     from pipelines.storage.inputs import resolve_inputs
@@ -236,7 +236,7 @@ def run_pipeline(model_dir: str, input_uri: str, output_uri: str, tasks: list[st
         inputs = resolve_inputs(cfg.input, cfg.input_format)
         processor = load_processor(cfg.model)
         target = prepare_target(cfg.output, cfg.overwrite)
-        placement = place_model(cfg.num_actors)
+        placement = place_model(cfg)
         if torch_threads:
             placement = dataclasses.replace(placement, torch_threads=torch_threads)
         options = StageOptions(share_vision=share_vision, fixed_length=fixed_length,
@@ -259,7 +259,7 @@ def run_pipeline(model_dir: str, input_uri: str, output_uri: str, tasks: list[st
             "steady_seconds": finished - model_start,
             "rows": counts["rows"],
             "images": counts["images"],
-            "model_actors": placement.num_actors,
+            "model_actors": placement.max_actors,
             "torch_threads_per_actor": placement.torch_threads,
             "stages": stages,
             "task_cpu_seconds": round(sum(stage["task_cpu_s"] or 0.0 for stage in stages), 3),

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import ray
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
@@ -14,6 +15,7 @@ from pipelines.model.load import load_model, load_processor
 from pipelines.model.mask_decoder import decode_masks, load_mask_decoder
 from pipelines.model.token_scores import ChosenTokenLogprobs, answer_tokens
 from pipelines.parse.segmentation import CODES_PER_MASK, mask_codes
+from pipelines.placement import where_this_actor_runs
 from pipelines.stages.contract import Rows, StageContract, describe_error
 from pipelines.stages.requests import ModelRequest, expand_requests, run_in_halves
 from pipelines.tasks.base import TaskSpec
@@ -92,8 +94,12 @@ class GenerateStage:
         vae: str | None = None,
         stage_options: StageOptions = StageOptions(),
         dtype: str = "auto",
+        device: str = "cuda",
+        actor_log: ray.actor.ActorHandle | None = None,
     ):
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        # On a GPU Ray sets CUDA_VISIBLE_DEVICES to this actor's GPU. A node whose GPUs are only declared
+        # (Ray's test clusters) runs torch on CPU; the actor's record says which it was.
+        self.device = torch.device("cuda" if device == "cuda" and torch.cuda.is_available() else "cpu")
         self.stage_options = stage_options
         if stage_options.torch_threads and self.device.type == "cpu":
             torch.set_num_threads(stage_options.torch_threads)
@@ -107,6 +113,8 @@ class GenerateStage:
         if needs_vae and not vae:
             raise ValueError(f"tasks {needs_vae} need the mask decoder file (vae)")
         self.mask_decoder = load_mask_decoder(vae, self.device) if needs_vae and not without_model else None
+        if actor_log is not None:
+            actor_log.record.remote(where_this_actor_runs(self.device.type))
 
     def _image_features(self, pixels: np.ndarray, rows: list[int]) -> dict[int, torch.Tensor]:
         """Projected vision features of `rows`, one (image tokens, width) tensor per row, computed

@@ -2,7 +2,8 @@
 
 import pytest
 
-from pipelines.build import ModelPlacement, compose, stages_for
+from pipelines.build import compose, stages_for
+from pipelines.placement import ModelPlacement
 from pipelines.stages import read, write
 from pipelines.stages.contract import StageContractError, check_chain
 from pipelines.stages.generate import StageOptions
@@ -10,7 +11,7 @@ from schemas import LABEL_ROW_SCHEMA
 from schemas.job import JobConfig
 
 CFG = JobConfig(input="in/", output="out/", model="m", tasks="detect,caption", classes="car")
-PLACEMENT = ModelPlacement(num_actors=1, gpus_per_actor=0, cpus_per_actor=1, torch_threads=2)
+PLACEMENT = ModelPlacement("cpu", 1, 1, gpus_per_actor=0, cpus_per_actor=1, torch_threads=2)
 
 
 def job_stages():

@@ -1,0 +1,143 @@
+"""The job on a real multi-node Ray cluster on this machine (Ray's own `ray.cluster_utils.Cluster`: a head
+and worker nodes, each its own raylet and object store). Worker nodes declare one GPU as a logical
+resource, so the model actors' `num_gpus=1` places them there, and torch runs on CPU inside them.
+
+The job runs as users run it, `jobs/annotate.py --address` in its own process (its driver on the head),
+and each test checks from outside where the model actors ran (the node ids Ray gave the nodes) and that
+every (image, task, prompt) is exactly one row, whatever happened to the nodes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from ray.cluster_utils import Cluster
+
+from tests.images import encode, solid
+from tests.integration.conftest import read_output
+from tests.jobs import REPO
+from tests.rows import assert_each_once
+
+pytestmark = pytest.mark.integration
+
+TASKS = "detect,caption"
+
+
+def write_images(root: Path, count: int) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        (root / f"{i:03d}.png").write_bytes(encode(solid(24 + i % 7, 20 + i % 5, (i * 5 % 255, 90, 200)), "PNG"))
+    return root
+
+
+@contextlib.contextmanager
+def ray_cluster(**head):
+    """A head node (2 CPUs, no GPU unless given) that the test adds worker nodes to; every process it
+    started is killed at the end (never `ray stop`, which would kill other people's Ray too)."""
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 0, **head})
+    try:
+        yield cluster
+    finally:
+        cluster.shutdown()
+
+
+def add_gpu_node(cluster: Cluster):
+    """A worker node with one (logical) GPU and the one CPU its model actor asks for."""
+    return cluster.add_node(num_cpus=1, num_gpus=1)
+
+
+def start_job(cluster: Cluster, images: Path, output: Path, model: str, *flags: str) -> subprocess.Popen:
+    command = [sys.executable, str(REPO / "jobs" / "annotate.py"), "--address", cluster.address,
+               "--input", str(images), "--output", str(output), "--model", model, "--tasks", TASKS,
+               "--classes", "car", "--batch-size", "2", "--images-per-block", "2", "--device", "cuda",
+               "--summary-uri", f"{output}.summary.json", *flags]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+
+
+def finish(job: subprocess.Popen, output: Path, timeout: float = 300, exit_code: int = 0) -> tuple[dict, str]:
+    """The job's summary (--summary-uri) and its stderr, once it has ended."""
+    _, err = job.communicate(timeout=timeout)
+    assert job.returncode == exit_code, err[-3000:]
+    return json.loads(Path(f"{output}.summary.json").read_text()), err
+
+
+def written_files(output: Path) -> int:
+    return sum(1 for _ in output.rglob("*.parquet"))
+
+
+def test_the_job_waits_for_a_gpu_node_and_runs_its_model_there(tmp_path, tiny_model_dir):
+    """Test 1: the autoscaling case. The head has no GPU; a GPU node joins 10 s after the job started."""
+    images = write_images(tmp_path / "in", 8)
+    with ray_cluster() as cluster:
+        job = start_job(cluster, images, tmp_path / "out", tiny_model_dir)
+        time.sleep(10)
+        assert job.poll() is None, job.communicate()  # still waiting, not run on the head's CPUs
+        node = add_gpu_node(cluster)
+        summary, err = finish(job, tmp_path / "out")
+    assert "waiting for GPU nodes: the cluster has no GPU for the model actors (--device cuda)" in err
+    assert summary["device"] == "cuda" and summary["gpus_per_actor"] == 1
+    assert summary["model_nodes"] == [node.node_id]  # reported by each actor, compared with Ray's id of the node
+    assert summary["gpus_used"] == 1
+    assert_each_once(read_output(str(tmp_path / "out")), count=8 * 2)
+
+
+def test_without_a_gpu_node_the_job_gives_up_after_the_timeout(tmp_path, tiny_model_dir):
+    images = write_images(tmp_path / "in", 2)
+    with ray_cluster() as cluster:
+        job = start_job(cluster, images, tmp_path / "out", tiny_model_dir, "--gpu-wait-timeout", "5")
+        summary, err = finish(job, tmp_path / "out", timeout=120, exit_code=1)
+    assert summary["status"] == "failed"
+    assert summary["error"].startswith("GpuWaitTimeoutError: no GPU for the model actors for 5 s (--gpu-wait-timeout)")
+    assert err.count("waiting for GPU nodes") == 1  # said once; the next line would come a minute later
+
+
+def test_a_gpu_node_killed_mid_run_loses_no_row(tmp_path, tiny_model_dir):
+    """Test 2: two GPU nodes; one is killed (raylet, object store and workers, SIGKILL) once the model stage
+    has written its first files. The same run finishes on the other node."""
+    images, output = write_images(tmp_path / "in", 40), tmp_path / "out"
+    with ray_cluster() as cluster:
+        nodes = [add_gpu_node(cluster), add_gpu_node(cluster)]
+        job = start_job(cluster, images, output, tiny_model_dir, "--min-actors", "2")  # one on each node
+        deadline = time.monotonic() + 120
+        while written_files(output) < 2 and time.monotonic() < deadline and job.poll() is None:
+            time.sleep(0.2)
+        files_at_kill = written_files(output)
+        cluster.remove_node(nodes[0], allow_graceful=False)
+        summary, _ = finish(job, output)
+    assert 2 <= files_at_kill < written_files(output), "the kill came after the run had ended"
+    assert summary["status"] == "succeeded"
+    assert set(summary["model_nodes"]) == {node.node_id for node in nodes}
+    assert_each_once(read_output(str(output)), count=40 * 2)
+
+
+def test_a_preemption_storm_loses_no_row(tmp_path, tiny_model_dir):
+    """Test 3: a GPU node killed every 10-20 s, and a fresh one added each time, through the whole model
+    stage: the run itself completes (no rerun) with every row once."""
+    images, output = write_images(tmp_path / "in", 96), tmp_path / "out"
+    kills: list[float] = []
+    with ray_cluster() as cluster:
+        nodes = [add_gpu_node(cluster), add_gpu_node(cluster)]
+        started = time.monotonic()
+        job = start_job(cluster, images, output, tiny_model_dir, "--num-actors", "2")  # an actor on each node
+        # Ray's Cluster starts nodes from the main thread only (signal handlers), so the storm runs here.
+        delays = iter([10, 15, 20, 12, 18, 10, 14, 16, 11, 19] * 10)
+        next_kill = started + next(delays)
+        while job.poll() is None:
+            if time.monotonic() >= next_kill:
+                cluster.remove_node(nodes.pop(0), allow_graceful=False)  # the oldest: it holds an actor
+                kills.append(round(time.monotonic() - started, 1))
+                nodes.append(add_gpu_node(cluster))
+                next_kill = time.monotonic() + next(delays)
+            time.sleep(0.2)
+        ended = time.monotonic() - started
+        summary, _ = finish(job, output)
+    print(f"storm: killed at {kills} s, run ended at {ended:.1f} s, {summary['model_actor_starts']} actor starts "
+          f"on {len(summary['model_nodes'])} nodes")
+    assert len(kills) >= 2, (kills, ended)
+    assert summary["model_actor_starts"] >= 2 + len(kills) - 1  # the actors were among the killed
+    assert_each_once(read_output(str(output)), count=96 * 2)
