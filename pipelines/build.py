@@ -64,8 +64,11 @@ def stages_for(cfg: JobConfig, image_size: int, resample: int, placement: ModelP
             "num_gpus": placement.gpus_per_actor,
             "num_cpus": placement.cpus_per_actor,
             # An actor whose process dies (a preempted node, a killed worker) is started again, and the
-            # batches it held are retried on the pool; a batch that kills its actor every time fails the run
-            # after ACTOR_TASK_RETRIES tries instead of looping (the rerun then resumes).
+            # batches it held are retried; a batch that kills its actor every time fails the run after
+            # ACTOR_TASK_RETRIES tries instead of looping (the rerun then resumes). Each try while the actor
+            # is still being restarted elsewhere fails at once (ActorUnavailableError) and counts: with 3,
+            # one lost GPU node failed the run (tests/integration/test_multinode.py); 20 rode through it
+            # and through a storm of a node lost every 10-20 s.
             "max_restarts": -1,
             "max_task_retries": ACTOR_TASK_RETRIES}),
         Stage(label.CONTRACT, label.to_label_table, {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import sys
@@ -19,6 +20,7 @@ from pipelines.model.load import ModelLoadError, image_size_of, load_processor
 from pipelines.model.mask_decoder import VaeLoadError, find_vae, load_mask_decoder, missing_vae_message
 from pipelines.placement import GpuWait, place_model, placement_summary, start_actor_log
 from pipelines.stages.write import write_annotations
+from pipelines.storage.completion import plan_resume
 from pipelines.storage.inputs import InputFiles, check_parquet_columns, resolve_job_inputs
 from pipelines.storage.output import (
     SUMMARY_FILE,
@@ -133,14 +135,18 @@ def execute(cfg: JobConfig, job: CheckedJob) -> dict:
     if state.complete:
         summary = json.loads(job.target.filesystem.cat_file(f"{job.target.path}/{SUMMARY_FILE}"))
         return {**summary, "already_complete": True}
+    resume = plan_resume(job.target.filesystem, state.written, job.inputs, check_tasks(cfg.tasks, cfg.prompt_options()),
+                         cfg.prompt_options(), cfg.uri_column)
+    # Input files whose every task an earlier attempt wrote are not read again.
+    inputs = dataclasses.replace(job.inputs, paths=[p for p in job.inputs.paths if p not in resume.finished_paths])
     placement, starts = None, []
-    if job.inputs.paths:
+    if inputs.paths:
         if not ray.is_initialized():
             ray.init(address=cfg.address)  # None: RAY_ADDRESS (e.g. under `ray job submit`) or a new local Ray
         placement = place_model(cfg)
         actor_log = start_actor_log()
-        ds = build_dataset(cfg, job.inputs, job.image_size, job.resample, placement, state.run_id, job.vae,
-                           finished=state.finished, actor_log=actor_log)
+        ds = build_dataset(cfg, inputs, job.image_size, job.resample, placement, state.run_id, job.vae,
+                           finished=resume.finished, actor_log=actor_log)
         write_with_gpu_wait(ds, job.target, placement.device, cfg.gpu_wait_timeout)
         starts = ray.get(actor_log.starts.remote())
         ray.kill(actor_log)
@@ -157,7 +163,8 @@ def execute(cfg: JobConfig, job: CheckedJob) -> dict:
         # Resuming: what an earlier, unfinished attempt had written (kept) and what it left broken.
         "resumed": state.rows_before > 0 or state.dropped_files > 0,
         "rows_from_earlier_attempts": state.rows_before,
-        "images_finished_earlier": sum(1 for done in state.finished.values() if done.issuperset(cfg.tasks)),
+        "images_finished_earlier": resume.images_finished,
+        "input_files_finished_earlier": len(resume.finished_paths),
         "unreadable_files_removed": state.dropped_files,
         **job_fields(cfg),
         "vae": job.vae,

@@ -1,6 +1,7 @@
 """Resuming a run: inputs whose every task is already written are dropped before they are decoded,
 and the others carry the list of tasks to skip (`done_tasks`) to the model stage. The finished work
-comes from `storage.output.begin_run`, which reads it back from the rows an earlier attempt wrote."""
+comes from `storage.completion.plan_resume`: input files an earlier attempt finished are not read at
+all, so what is shared here is only the work of the files that were in flight when it stopped."""
 
 from __future__ import annotations
 

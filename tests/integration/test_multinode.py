@@ -51,19 +51,21 @@ def add_gpu_node(cluster: Cluster):
     return cluster.add_node(num_cpus=1, num_gpus=1)
 
 
-def start_job(cluster: Cluster, images: Path, output: Path, model: str, *flags: str) -> subprocess.Popen:
+def start_job(cluster: Cluster, images: Path | str, output: Path | str, model: str, *flags: str,
+              summary: Path | None = None) -> subprocess.Popen:
     command = [sys.executable, str(REPO / "jobs" / "annotate.py"), "--address", cluster.address,
                "--input", str(images), "--output", str(output), "--model", model, "--tasks", TASKS,
                "--classes", "car", "--batch-size", "2", "--images-per-block", "2", "--device", "cuda",
-               "--summary-uri", f"{output}.summary.json", *flags]
+               "--summary-uri", str(summary or f"{output}.summary.json"), *flags]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
 
 
-def finish(job: subprocess.Popen, output: Path, timeout: float = 300, exit_code: int = 0) -> tuple[dict, str]:
+def finish(job: subprocess.Popen, output: Path, timeout: float = 300, exit_code: int = 0,
+           summary: Path | None = None) -> tuple[dict, str]:
     """The job's summary (--summary-uri) and its stderr, once it has ended."""
     _, err = job.communicate(timeout=timeout)
     assert job.returncode == exit_code, err[-3000:]
-    return json.loads(Path(f"{output}.summary.json").read_text()), err
+    return json.loads(Path(summary or f"{output}.summary.json").read_text()), err
 
 
 def written_files(output: Path) -> int:
@@ -141,3 +143,21 @@ def test_a_preemption_storm_loses_no_row(tmp_path, tiny_model_dir):
     assert len(kills) >= 2, (kills, ended)
     assert summary["model_actor_starts"] >= 2 + len(kills) - 1  # the actors were among the killed
     assert_each_once(read_output(str(output)), count=96 * 2)
+
+
+def test_output_on_object_storage_written_from_several_nodes(tmp_path, gcs, tiny_model_dir):
+    """Test 4: gs:// in and out (the GCS emulator), on a cluster whose head runs no task (0 CPUs): every
+    read, decode, label and write task runs on the two worker nodes, which also hold a model actor each."""
+    write_images(tmp_path / "in", 24)
+    gcs.upload_tree(tmp_path / "in", "multinode", "raw")
+    summary_path = tmp_path / "summary.json"
+    with ray_cluster(num_cpus=0) as cluster:
+        nodes = [cluster.add_node(num_cpus=2, num_gpus=1), cluster.add_node(num_cpus=2, num_gpus=1)]
+        job = start_job(cluster, "gs://multinode/raw", "gs://multinode/labels", tiny_model_dir,
+                        "--num-actors", "2", summary=summary_path)
+        summary, _ = finish(job, tmp_path, summary=summary_path)
+    assert set(summary["model_nodes"]) == {node.node_id for node in nodes}
+    assert summary["summary_uri"] == "gs://multinode/labels/_summary.json"
+    table = read_output("multinode/labels", filesystem=gcs.filesystem())
+    assert_each_once(table, count=24 * 2)
+    assert all(uri.startswith("gs://multinode/raw/") for uri in table.column("source_uri").to_pylist())

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipelines.build import compose, stages_for
+from pipelines.build import ACTOR_TASK_RETRIES, compose, stages_for
 from pipelines.placement import ModelPlacement
 from pipelines.stages import read, write
 from pipelines.stages.contract import StageContractError, check_chain
@@ -29,9 +29,18 @@ def test_the_stages_follow_the_data_flow_and_end_in_the_output_columns():
 def test_the_model_stage_is_an_actor_pool_with_the_placement_and_restarts():
     generate = job_stages()[2]
     assert generate.options["num_gpus"] == 0 and generate.options["num_cpus"] == 1
-    assert generate.options["max_restarts"] == -1 and generate.options["max_task_retries"] == 3
+    assert generate.options["max_restarts"] == -1 and generate.options["max_task_retries"] == ACTOR_TASK_RETRIES
     assert generate.options["fn_constructor_kwargs"]["stage_options"].torch_threads == 2
     assert generate.options["batch_size"] == CFG.batch_size
+    assert (generate.options["compute"].min_size, generate.options["compute"].max_size) == (1, 1)
+
+
+def test_a_gpu_pool_grows_between_its_bounds():
+    cuda = ModelPlacement("cuda", 1, 4, gpus_per_actor=1, cpus_per_actor=1)
+    generate = stages_for(CFG, 224, 3, cuda, "run", None, StageOptions(), [None])[2]
+    assert generate.options["num_gpus"] == 1
+    assert (generate.options["compute"].min_size, generate.options["compute"].max_size) == (1, 4)
+    assert generate.options["fn_constructor_kwargs"]["device"] == "cuda"
 
 
 def test_a_chain_without_resume_fails_at_compose_naming_the_stage_and_column():

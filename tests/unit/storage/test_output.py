@@ -43,7 +43,8 @@ def test_an_unfinished_run_of_the_same_job_is_resumed_from_what_it_wrote(tmp_pat
     (tmp_path / "out" / "task=caption" / "killed-mid-write.parquet").write_bytes(b"PAR1 half a file")
     target = prepare_target(str(tmp_path / "out"), overwrite=False, job=JOB)
     state = begin_run(target, JOB, "second", explicit_run_id=False)
-    assert state.finished == {"a": {"detect", "caption"}, "b": {"detect"}}
+    assert [(f.path.rsplit("/", 2)[-2], f.task, f.rows) for f in state.written] == [
+        ("task=caption", "caption", 1), ("task=detect", "detect", 2)]
     assert (state.rows_before, state.dropped_files, state.complete) == (3, 1, False)
     assert state.run_id == "first"  # rows of both attempts carry one run id
     assert not (tmp_path / "out" / "task=caption" / "killed-mid-write.parquet").exists()
@@ -55,7 +56,7 @@ def test_a_finished_run_is_complete_and_a_fresh_one_records_its_job_first(tmp_pa
     (tmp_path / "done" / SUMMARY_FILE).write_text("{}")
     assert begin_run(prepare_target(str(tmp_path / "done"), False, job=JOB), JOB, "x", False).complete
     fresh = begin_run(prepare_target(str(tmp_path / "new"), False, job=JOB), JOB, "x", False)
-    assert (fresh.finished, fresh.complete) == ({}, False)
+    assert (fresh.written, fresh.complete) == ([], False)
     assert json.loads((tmp_path / "new" / JOB_FILE).read_text()) == {**JOB, "run_id": "x"}
 
 
@@ -79,7 +80,7 @@ def test_a_partitions_staging_of_other_arguments_is_discarded(tmp_path):
     assert not (tmp_path / "ds" / "_staging" / "day=1").exists()
     write_run(tmp_path / "ds" / "_staging" / "day=1", {"detect": ["a"]})
     prepare_target(str(tmp_path / "ds"), False, ("day", "1"), job=JOB)
-    assert begin_run(target, JOB, "x", False).finished == {"a": {"detect"}}
+    assert [f.rows for f in begin_run(target, JOB, "x", False).written] == [1]
 
 
 def test_readers_refuse_a_dataset_or_partition_whose_run_has_not_finished(tmp_path):
