@@ -2,7 +2,8 @@
 
 Writes the results as JSON to --output (and a plot of images/s against batch size beside it, .png)
 and prints a table. `--memory-check` instead compares the driver's peak memory for 1k and 10k images,
-`--budget-check` measures what long token budgets cost, `--feeding-check` what feeding a GPU costs in CPU.
+`--budget-check` measures what long token budgets cost, `--feeding-check` what feeding a GPU costs in CPU,
+`--resume-check` what resuming costs at 10k and 1M finished rows.
 """
 
 import json
@@ -16,6 +17,7 @@ from pipelines.devtools.benchmark import (  # noqa: E402
     run_budget_check,
     run_feeding_check,
     run_memory_check,
+    run_resume_check,
     table,
     write_results,
 )
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     check = (run_memory_check if cfg.memory_check else run_budget_check if cfg.budget_check
-             else run_feeding_check if cfg.feeding_check else None)
+             else run_feeding_check if cfg.feeding_check else run_resume_check if cfg.resume_check else None)
     if check is not None:
         results = check(cfg)
         write_results(results, cfg.output)

@@ -41,6 +41,9 @@ class BenchmarkConfig(BaseModel):
     budget_check: bool = Field(default=False, description="Instead: what a long token budget costs, for answers "
                                "that end by themselves (the shapes checkpoint) and for answers that never do "
                                "(random weights): seconds and decoding steps per budget.")
+    resume_check: bool = Field(default=False, description="Instead: peak RSS of the driver and of a worker, and "
+                               "the resume check's seconds, when resuming an output of 10,000 and of 1,000,000 "
+                               "finished rows (written synthetically), by input file and with every id.")
     feeding_check: bool = Field(default=False, description="Instead: decode + resize CPU time at 12, 3 and 0.3 MP "
                                 "(full against the JPEG draft), and the pipeline without its model against a plain "
                                 "decode loop, in images per CPU-second, with the cores a GPU needs fed "

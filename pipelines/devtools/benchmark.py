@@ -484,3 +484,10 @@ def run_feeding_check(cfg: BenchmarkConfig) -> dict:
         if not cfg.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     return {"decode": decode_timings(), **report}
+
+
+def run_resume_check(cfg: BenchmarkConfig) -> dict:
+    """`resume_cost.run_resume_cost` at 10,000 and 1,000,000 finished rows."""
+    from pipelines.devtools.resume_cost import run_resume_cost
+
+    return run_resume_cost((10_000, 1_000_000), Path(cfg.workdir) if cfg.workdir else None)

@@ -61,6 +61,16 @@ def test_rayjob():
     assert yaml.safe_load(spec["runtimeEnvYAML"])["working_dir"]
     cfg = accepted(annotate_args(spec["entrypoint"]))
     assert cfg.partition and cfg.since and cfg.until and cfg.summary_uri and cfg.run_id
+    gpu_group = spec["rayClusterSpec"]["workerGroupSpecs"][0]
+    assert (cfg.device, cfg.max_actors) == ("cuda", gpu_group["maxReplicas"])
+
+
+@pytest.mark.parametrize("name", ["raycluster.yaml", "gcp-gpu.yaml"])
+def test_the_documented_commands_ask_for_gpus(name):
+    """GPU workers start at zero: only `--device cuda` makes the job ask the autoscaler for them (auto would
+    see no GPU and run on the head's CPUs unless the autoscaler reports its node types)."""
+    text = (REPO / "cluster" / name).read_text()
+    assert "--device cuda --max-actors 4" in text
 
 
 def test_raycluster():
