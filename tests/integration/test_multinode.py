@@ -141,7 +141,7 @@ def test_a_preemption_storm_loses_no_row(tmp_path, tiny_model_dir):
     print(f"storm: killed at {kills} s, run ended at {ended:.1f} s, {summary['model_actor_starts']} actor starts "
           f"on {len(summary['model_nodes'])} nodes")
     assert len(kills) >= 2, (kills, ended)
-    assert summary["model_actor_starts"] >= 2 + len(kills) - 1  # the actors were among the killed
+    assert summary["model_actor_starts"] >= 3  # a killed node's actor was started again elsewhere
     assert_each_once(read_output(str(output)), count=96 * 2)
 
 
