@@ -41,8 +41,11 @@ MEMORY_CHECK_BATCH = 64
 SHAPES_CHECKPOINT = Path(__file__).resolve().parents[2] / "tests" / "data" / "shapes-paligemma"
 
 
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+def peak_rss_mib() -> float:
+    """This process's peak RSS: Linux's VmHWM. Not getrusage's ru_maxrss, which survives exec: a process
+    started by spawn (fork, then exec) would report at least its parent's peak."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024  # KiB
 
 
 def _requests(tasks: list[str], options: PromptOptions) -> list[tuple[str, int]]:
@@ -88,7 +91,7 @@ def run_naive(model_dir: str, paths: list[str], requests: list[tuple[str, int]],
             image = image.convert("RGB")
         for prompt, budget in requests:
             _generate(model, processor(text="<image>" + prompt, images=image, return_tensors="pt"), budget)
-    return {"load_s": load_s, "seconds": time.perf_counter() - started, "peak_rss_mib": _peak_rss_mib()}
+    return {"load_s": load_s, "seconds": time.perf_counter() - started, "peak_rss_mib": peak_rss_mib()}
 
 
 def run_ceiling(model_dir: str, paths: list[str], requests: list[tuple[str, int]], device: str,
@@ -110,7 +113,7 @@ def run_ceiling(model_dir: str, paths: list[str], requests: list[tuple[str, int]
                                    return_tensors="pt")
                 _generate(model, inputs, budget)
         seconds[batch_size] = time.perf_counter() - started
-    return {"load_s": load_s, "seconds_by_batch_size": seconds, "peak_rss_mib": _peak_rss_mib()}
+    return {"load_s": load_s, "seconds_by_batch_size": seconds, "peak_rss_mib": peak_rss_mib()}
 
 
 def _descendants() -> set[int]:
@@ -264,14 +267,14 @@ def run_pipeline(model_dir: str, input_uri: str, output_uri: str, tasks: list[st
             "stages": stages,
             "task_cpu_seconds": round(sum(stage["task_cpu_s"] or 0.0 for stage in stages), 3),
             "ray_data_stats": ds.stats(),
-            "driver_peak_rss_mib": _peak_rss_mib(),
+            "driver_peak_rss_mib": peak_rss_mib(),
             "worker_peak_rss_mib": workers.by_name(),
         }
     finally:
         ray.shutdown()
 
 
-def _in_fresh_process(fn, *args):
+def in_fresh_process(fn, *args):
     """Run `fn(*args)` in a new interpreter, so each measurement has its own peak RSS."""
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(fn, *args).result()
@@ -307,9 +310,9 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     try:
         model_dir = str(save_benchmark_model(cfg.model, cfg.image_size, workdir / "model", cfg.device))
         paths = write_images(workdir / "images", cfg.images)
-        naive = _in_fresh_process(run_naive, model_dir, paths, requests, cfg.device)
-        ceiling = _in_fresh_process(run_ceiling, model_dir, paths, requests, cfg.device, cfg.sweep)
-        pipeline = _in_fresh_process(run_pipeline, model_dir, str(workdir / "images"), str(workdir / "labels"),
+        naive = in_fresh_process(run_naive, model_dir, paths, requests, cfg.device)
+        ceiling = in_fresh_process(run_ceiling, model_dir, paths, requests, cfg.device, cfg.sweep)
+        pipeline = in_fresh_process(run_pipeline, model_dir, str(workdir / "images"), str(workdir / "labels"),
                                      cfg.tasks, cfg.classes, cfg.batch_size, cfg.num_actors,
                                      cfg.share_vision == "on", True, None, cfg.torch_threads)
         from pipelines.model.load import load_processor
@@ -442,7 +445,7 @@ def run_memory_check(cfg: BenchmarkConfig) -> dict:
         runs = {}
         for count in MEMORY_CHECK_SIZES:
             inputs = write_parquet_inputs(workdir / f"inputs-{count}", count)
-            run = _in_fresh_process(run_pipeline, model_dir, inputs, str(workdir / f"labels-{count}"), ["caption"],
+            run = in_fresh_process(run_pipeline, model_dir, inputs, str(workdir / f"labels-{count}"), ["caption"],
                                     [], MEMORY_CHECK_BATCH, None, True, False, {"uri_column": "uri"})
             runs[count] = {k: run[k] for k in ("seconds", "rows", "images", "driver_peak_rss_mib",
                                                "worker_peak_rss_mib")}

@@ -104,7 +104,7 @@ def run_feeding(workdir: Path, counts: dict[str, int], model_sizes: tuple[int, .
     is Ray Data's own count of its tasks' CPU time (read, decode, the model-less model stage, label,
     write); Ray's scheduler processes and the driver are reported beside it (`tree_cpu_seconds`)."""
     from pipelines.devtools.bench_models import prefill_roofline, save_benchmark_model
-    from pipelines.devtools.benchmark import _in_fresh_process, run_pipeline
+    from pipelines.devtools.benchmark import in_fresh_process, run_pipeline
 
     results = []
     for size in model_sizes:
@@ -116,10 +116,10 @@ def run_feeding(workdir: Path, counts: dict[str, int], model_sizes: tuple[int, .
                 folder = workdir / f"{kind}-{images}"
                 # the same files again when a run repeats (a later resolution, or a rerun in the same workdir)
                 paths = sorted(map(str, folder.iterdir())) if folder.exists() else write_inputs(folder, kind, images)
-                runs.append(_in_fresh_process(run_pipeline, model_dir, str(folder), str(workdir / f"out-{kind}"),
+                runs.append(in_fresh_process(run_pipeline, model_dir, str(folder), str(workdir / f"out-{kind}"),
                                               ["detect", "caption"], ["car"], 16, None, True, False, None, None,
                                               True))
-            plain = _in_fresh_process(plain_loop, paths, size)
+            plain = in_fresh_process(plain_loop, paths, size)
             small, large = runs
             rate = (large["images"] - small["images"]) / (large["task_cpu_seconds"] - small["task_cpu_seconds"])
             results.append({

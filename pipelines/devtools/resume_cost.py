@@ -11,8 +11,6 @@ killed mid-way leaves it. Then, each in a fresh interpreter so each has its own 
 
 from __future__ import annotations
 
-import concurrent.futures
-import multiprocessing
 import os
 import pickle
 import shutil
@@ -24,17 +22,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.devtools.benchmark import in_fresh_process, peak_rss_mib
+
 SHARD_ROWS = 10_000
 TASK = "caption"
-
-
-def _peak_rss_mib() -> float:
-    """This process's peak RSS. Linux's VmHWM, not getrusage's ru_maxrss: a process started by spawn
-    (fork, then exec) inherits its parent's ru_maxrss, so every child would report at least the
-    benchmark's own peak."""
-    with open("/proc/self/status") as status:
-        kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-    return kib / 1024
 
 
 def _job_flags(inputs: Path, output: Path) -> dict:
@@ -94,7 +85,7 @@ def driver_side(inputs: str, output: str, by_file: bool) -> dict:
     shared = Path(output).parent / f"shared-{'by-file' if by_file else 'all-ids'}.pickle"
     shared.write_bytes(pickle.dumps(finished))
     return {"seconds": round(seconds, 3), "rows_before": state.rows_before, "ids_shared": len(finished),
-            "input_files_skipped": skipped_files, "peak_rss_mib": round(_peak_rss_mib(), 1), "shared": str(shared)}
+            "input_files_skipped": skipped_files, "peak_rss_mib": round(peak_rss_mib(), 1), "shared": str(shared)}
 
 
 def worker_side(shared: str) -> dict:
@@ -105,12 +96,7 @@ def worker_side(shared: str) -> dict:
     finished = pickle.loads(Path(shared).read_bytes())
     batch = {C.IMAGE_ID: np.array([f"99999-{i:06d}" for i in range(64)], dtype=object)}
     kept = len(drop_finished(batch, finished, [TASK])[C.IMAGE_ID])
-    return {"rows_kept": kept, "peak_rss_mib": round(_peak_rss_mib(), 1)}
-
-
-def _in_fresh_process(fn, *args):
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
+    return {"rows_kept": kept, "peak_rss_mib": round(peak_rss_mib(), 1)}
 
 
 def run_resume_cost(sizes: tuple[int, ...] = (10_000, 1_000_000), workdir: Path | None = None) -> dict:
@@ -122,8 +108,8 @@ def run_resume_cost(sizes: tuple[int, ...] = (10_000, 1_000_000), workdir: Path 
             inputs, output = write_earlier_attempt(root / str(size), size)
             runs = {}
             for by_file in (True, False):
-                driver = _in_fresh_process(driver_side, str(inputs), str(output), by_file)
-                worker = _in_fresh_process(worker_side, driver.pop("shared"))
+                driver = in_fresh_process(driver_side, str(inputs), str(output), by_file)
+                worker = in_fresh_process(worker_side, driver.pop("shared"))
                 runs["by_input_file" if by_file else "every_id"] = {"driver": driver, "worker": worker}
             results["sizes"][size] = runs
     finally:
