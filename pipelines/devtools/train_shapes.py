@@ -72,6 +72,7 @@ class TrainConfig:
     patch_size: int = 14
     hidden_size: int = 128
     num_layers: int = 3
+    text_layers: int = 0  # depth of the text model when it differs from the vision tower's; 0: num_layers
     vae_steps: int = 300
     vae_embedding_dim: int = 32
     threads: int = 1
@@ -279,7 +280,8 @@ def train_shapes(output: str | Path, cfg: TrainConfig = TrainConfig(), log_every
     # <loc0414> (x copied from y). Real PaliGemma ties them; the pipeline does not care.
     model, processor = build_tiny_paligemma(image_size=cfg.image_size, patch_size=cfg.patch_size, seed=cfg.seed,
                                             hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, corpus=corpus,
-                                            tie_word_embeddings=False)
+                                            tie_word_embeddings=False,
+                                            text_overrides={"num_hidden_layers": cfg.text_layers or cfg.num_layers})
     init_loc_embeddings(model, processor)
     loc_ids = (processor.tokenizer.convert_tokens_to_ids("<loc0000>"), processor.tokenizer.convert_tokens_to_ids(
         f"<loc{LOC_BINS - 1:04d}>"))

@@ -1,5 +1,7 @@
 """Training targets are PaliGemma's formats, and the pipeline's parsers read them back exactly."""
 
+import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -8,7 +10,9 @@ import torch
 from pipelines.devtools.shapes import COLORS, SHAPES, draw_scene
 from pipelines.devtools.tiny_model import build_tiny_paligemma, build_tiny_tokenizer
 from pipelines.devtools.train_shapes import (
+    SUMMARY_FILE,
     PatchHeads,
+    TrainConfig,
     detect_target,
     loc_tokens,
     patch_targets,
@@ -20,6 +24,7 @@ from pipelines.parse.detection import parse_detections
 from pipelines.parse.segmentation import mask_codes
 from pipelines.tasks.registry import get_task
 from schemas.job import PromptOptions
+from tests.conftest import SHAPES_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +148,9 @@ def test_patch_heads_learn_the_patch_targets(scenes):
         loss.backward()
         optimizer.step()
     assert loss.item() < first / 2
+
+
+def test_the_defaults_are_the_committed_checkpoints_recipe():
+    """`jobs/train_shapes.py` with its defaults reproduces the committed checkpoint's configuration."""
+    committed = json.loads((SHAPES_MODEL / SUMMARY_FILE).read_text())["config"]
+    assert committed == json.loads(json.dumps(dataclasses.asdict(TrainConfig())))
