@@ -15,12 +15,14 @@ smallest y_min in the image, which a small model finds sooner than "the y_min of
 object" (captions keep their left-to-right order). A quarter of the detect and segment prompts
 name a random subset of the classes in random order, and the target keeps only those classes, so
 the model reads the prompt instead of always answering all three. Masks are the codewords of a small
-VQ-VAE trained first (`pipelines/mask_vae.py`). Images reach the model through the pipeline's own
+VQ-VAE trained first (`pipelines/mask_vae.py`). While it trains, a linear read-out on every vision token
+learns which shape and colour cover that patch (`PatchHeads`, not saved): without it the model found the
+objects but named them little better than chance. Images reach the model through the pipeline's own
 resize (`to_model_pixels`), and prompts come from the task registry, so training sees exactly
 what the pipeline sends.
 
 The committed checkpoint `tests/data/shapes-paligemma/` is this module's output with the defaults; its
-measured quality is in the README ("The small shapes checkpoint").
+measured quality is in docs/quality.md ("The small shapes checkpoint").
 """
 
 from __future__ import annotations
@@ -34,11 +36,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.nn import functional as F
 from transformers import PaliGemmaForConditionalGeneration, PaliGemmaProcessor
 
 from pipelines.devtools.mask_vae import mask_in_box, reconstruction_iou, save_vae, train_mask_vae
-from pipelines.devtools.shapes import SHAPES, SIZE_RANGE, Scene, ShapeObject, draw_scene
+from pipelines.devtools.shapes import COLORS, SHAPES, SIZE_RANGE, Scene, ShapeObject, draw_scene
 from pipelines.devtools.tiny_model import RESAMPLE, build_tiny_paligemma
 from pipelines.model.mask_decoder import VAE_FILENAME
 from pipelines.parse.geometry import LOC_BINS, box_xyxy_px_to_loc_yxyx_1024
@@ -54,22 +57,25 @@ SUMMARY_FILE = "training.json"
 class TrainConfig:
     """Everything that decides the checkpoint; saved beside it in `training.json`."""
 
-    images: int = 6000  # training scenes, image i drawn from default_rng([seed, i])
+    images: int = 12000  # training scenes, image i drawn from default_rng([seed, i])
     seed: int = 0
-    steps: int = 2400
+    steps: int = 7000
     batch_size: int = 32
     learning_rate: float = 3e-3
     warmup_steps: int = 100
     weight_decay: float = 0.01
     subset_fraction: float = 0.25  # share of detect/segment prompts naming a subset of the classes
     loc_sigma: float = 3.0  # width in bins of the soft target mixed into each <loc> token's loss; 0: plain
+    patch_loss_weight: float = 1.0  # weight of the per-patch shape and colour loss on the vision tower; 0: off
+    patch_cells: int = 1  # each patch predicts what covers each of its patch_cells x patch_cells cells
     image_size: int = 112
     patch_size: int = 14
     hidden_size: int = 128
     num_layers: int = 3
+    text_layers: int = 0  # depth of the text model when it differs from the vision tower's; 0: num_layers
     vae_steps: int = 300
     vae_embedding_dim: int = 32
-    threads: int = 2
+    threads: int = 1
     size_range: tuple[int, int] = SIZE_RANGE
 
 
@@ -179,6 +185,48 @@ def target_loss(model: PaliGemmaForConditionalGeneration, batch: dict, loc_ids: 
     return losses.mean()
 
 
+def patch_targets(scene: Scene, grid: int, cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """What covers each cell of the vision tower's grid x grid patches, each patch cut into cells x cells,
+    as fractions of the cell's area: (grid * grid, cells * cells, 1 + len(SHAPES)) for background and
+    each shape, and (grid * grid, cells * cells, 1 + len(COLORS)) for background and each colour. The
+    image is stretched to the square model frame, as the pipeline does."""
+    side = grid * cells
+    shapes, colors = np.zeros((side, side, 1 + len(SHAPES)), np.float32), np.zeros((side, side, 1 + len(COLORS)),
+                                                                                 np.float32)
+    for obj in scene.objects:
+        mask = Image.fromarray(obj.rle.to_binary().astype(np.uint8) * 255)
+        cover = np.asarray(mask.resize((side, side), Image.Resampling.BOX), np.float32) / 255
+        shapes[..., 1 + SHAPES.index(obj.category)] += cover
+        colors[..., 1 + list(COLORS).index(obj.color)] += cover
+    shapes[..., 0], colors[..., 0] = 1 - shapes[..., 1:].sum(-1), 1 - colors[..., 1:].sum(-1)
+
+    def by_patch(cover: np.ndarray) -> np.ndarray:  # (side, side, k) -> (patch, cell, k), patches row-major
+        k = cover.shape[-1]
+        return cover.reshape(grid, cells, grid, cells, k).transpose(0, 2, 1, 3, 4).reshape(grid * grid, -1, k)
+
+    return by_patch(shapes.clip(0, 1)), by_patch(colors.clip(0, 1))
+
+
+class PatchHeads(torch.nn.Module):
+    """Linear read-outs of shape and colour from each vision token, for each cell of its patch, used only
+    while training: they make every patch of an object say what the object is (and, with cells, where
+    its edge runs inside the patch), so the text model, writing the label after a box, needs only to look
+    somewhere inside the box. They are not saved with the checkpoint."""
+
+    def __init__(self, width: int, cells: int):
+        super().__init__()
+        self.shape = torch.nn.Linear(width, cells * cells * (1 + len(SHAPES)))
+        self.color = torch.nn.Linear(width, cells * cells * (1 + len(COLORS)))
+
+    def loss(self, features: torch.Tensor, shapes: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy against the soft per-cell targets of `patch_targets`."""
+        total = features.new_zeros(())
+        for head, target in ((self.shape, shapes), (self.color, colors)):
+            logits = head(features).view(*target.shape)
+            total = total - (target * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+        return total
+
+
 def _batch(processor: PaliGemmaProcessor, pixels: np.ndarray, examples: list[Example]) -> dict:
     """Model inputs with labels: the processor masks the prompt (-100), so only the target is learnt."""
     return processor(
@@ -232,7 +280,8 @@ def train_shapes(output: str | Path, cfg: TrainConfig = TrainConfig(), log_every
     # <loc0414> (x copied from y). Real PaliGemma ties them; the pipeline does not care.
     model, processor = build_tiny_paligemma(image_size=cfg.image_size, patch_size=cfg.patch_size, seed=cfg.seed,
                                             hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, corpus=corpus,
-                                            tie_word_embeddings=False)
+                                            tie_word_embeddings=False,
+                                            text_overrides={"num_hidden_layers": cfg.text_layers or cfg.num_layers})
     init_loc_embeddings(model, processor)
     loc_ids = (processor.tokenizer.convert_tokens_to_ids("<loc0000>"), processor.tokenizer.convert_tokens_to_ids(
         f"<loc{LOC_BINS - 1:04d}>"))
@@ -249,22 +298,38 @@ def train_shapes(output: str | Path, cfg: TrainConfig = TrainConfig(), log_every
     # three times as long as the others, so mixing tasks would make every step a segment step.
     by_task = {task: [e for e in examples if e.task == task] for task in TASKS}
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    train_started, losses = time.perf_counter(), []
+    trained = list(model.parameters())
+    heads, captured = None, {}
+    if cfg.patch_loss_weight > 0:
+        grid = cfg.image_size // cfg.patch_size
+        targets = [patch_targets(scene, grid, cfg.patch_cells) for scene in scenes]
+        shape_targets, color_targets = (torch.from_numpy(np.stack(t)) for t in zip(*targets, strict=True))
+        heads = PatchHeads(model.config.vision_config.hidden_size, cfg.patch_cells)
+        trained += list(heads.parameters())
+        model.model.vision_tower.register_forward_hook(
+            lambda module, args, output: captured.update(vision=output.last_hidden_state))
+    optimizer = torch.optim.AdamW(trained, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    train_started, losses, patch_losses = time.perf_counter(), [], []
     for step in range(cfg.steps):
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(step, cfg)
         pool = by_task[TASKS[step % len(TASKS)]]
-        chosen = rng.integers(0, len(pool), cfg.batch_size)
-        loss = target_loss(model, _batch(processor, pixels, [pool[i] for i in chosen]), loc_ids, cfg.loc_sigma)
+        chosen = [pool[i] for i in rng.integers(0, len(pool), cfg.batch_size)]
+        loss = target_loss(model, _batch(processor, pixels, chosen), loc_ids, cfg.loc_sigma)
+        losses.append(loss.item())
+        if heads is not None:
+            images = [e.image for e in chosen]
+            patch_loss = heads.loss(captured["vision"], shape_targets[images], color_targets[images])
+            patch_losses.append(patch_loss.item())
+            loss = loss + cfg.patch_loss_weight * patch_loss
         optimizer.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
-        losses.append(loss.item())
         if log_every and (step + 1) % log_every == 0:
             elapsed = time.perf_counter() - train_started
-            print(f"step {step + 1}/{cfg.steps}: loss {np.mean(losses[-log_every:]):.4f} ({elapsed:.0f} s)",
+            patch = f", patch loss {np.mean(patch_losses[-log_every:]):.4f}" if patch_losses else ""
+            print(f"step {step + 1}/{cfg.steps}: loss {np.mean(losses[-log_every:]):.4f}{patch} ({elapsed:.0f} s)",
                   flush=True)
     train_seconds = time.perf_counter() - train_started
 
@@ -277,6 +342,7 @@ def train_shapes(output: str | Path, cfg: TrainConfig = TrainConfig(), log_every
         "examples": len(examples),
         "paligemma_seconds": round(train_seconds, 1),
         "final_loss": round(float(np.mean(losses[-100:])), 4),
+        "final_patch_loss": round(float(np.mean(patch_losses[-100:])), 4) if patch_losses else None,
         "mask_vae": vae_log,
         "total_seconds": round(time.perf_counter() - started, 1),
         "torch": torch.__version__,

@@ -1,15 +1,21 @@
 """Training targets are PaliGemma's formats, and the pipeline's parsers read them back exactly."""
 
+import dataclasses
+import json
 
 import numpy as np
 import pytest
 import torch
 
-from pipelines.devtools.shapes import SHAPES, draw_scene
+from pipelines.devtools.shapes import COLORS, SHAPES, draw_scene
 from pipelines.devtools.tiny_model import build_tiny_paligemma, build_tiny_tokenizer
 from pipelines.devtools.train_shapes import (
+    SUMMARY_FILE,
+    PatchHeads,
+    TrainConfig,
     detect_target,
     loc_tokens,
+    patch_targets,
     scene_examples,
     segment_target,
     target_loss,
@@ -18,6 +24,7 @@ from pipelines.parse.detection import parse_detections
 from pipelines.parse.segmentation import mask_codes
 from pipelines.tasks.registry import get_task
 from schemas.job import PromptOptions
+from tests.conftest import SHAPES_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +108,49 @@ def test_target_loss_without_soft_targets_is_the_models_own_loss():
         soft = target_loss(model, batch, loc_ids, sigma=3)
     assert plain == pytest.approx(expected.item(), rel=1e-5)
     assert soft != pytest.approx(plain.item())  # the loc tokens are scored differently
+
+
+def test_patch_targets_say_what_covers_each_patch_in_the_vision_towers_order(scenes):
+    grid = 8
+    for scene in scenes:
+        shapes, colors = patch_targets(scene, grid, cells=1)
+        assert shapes.shape == (grid * grid, 1, 1 + len(SHAPES)) and colors.shape == (grid * grid, 1, 1 + len(COLORS))
+        assert np.allclose(shapes.sum(-1), 1, atol=1e-5) and np.allclose(colors.sum(-1), 1, atol=1e-5)
+        for obj in scene.objects:
+            # the patch holding the box centre, counted row by row as SigLIP flattens its patches
+            x, y, w, h = obj.bbox
+            row, col = int((y + h / 2) * grid / scene.height), int((x + w / 2) * grid / scene.width)
+            patch = row * grid + col
+            assert shapes[patch, 0].argmax() == 1 + SHAPES.index(obj.category)
+            assert colors[patch, 0].argmax() == 1 + list(COLORS).index(obj.color)
+        # every object pixel is counted once: covered patches add up to the objects' share of the image
+        share = sum(obj.area for obj in scene.objects) / (scene.width * scene.height)
+        assert shapes[..., 1:].sum() / (grid * grid) == pytest.approx(share, abs=0.01)
+
+
+def test_patch_cells_split_each_patch_without_changing_what_it_holds(scenes):
+    whole, _ = patch_targets(scenes[0], 8, cells=1)
+    split, _ = patch_targets(scenes[0], 8, cells=4)
+    assert split.shape == (64, 16, 1 + len(SHAPES))
+    assert np.allclose(split.mean(axis=1), whole[:, 0], atol=0.05)
+
+
+def test_patch_heads_learn_the_patch_targets(scenes):
+    torch.manual_seed(0)
+    shapes, colors = (torch.from_numpy(np.stack(t)) for t in zip(*(patch_targets(s, 4, 1) for s in scenes[:8])))
+    features = torch.randn(8, 16, 24)  # random but fixed per patch: enough to memorise 8 images
+    heads = PatchHeads(24, cells=1)
+    optimizer = torch.optim.Adam(heads.parameters(), lr=0.05)
+    first = heads.loss(features, shapes, colors).item()
+    for _ in range(200):
+        loss = heads.loss(features, shapes, colors)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < first / 2
+
+
+def test_the_defaults_are_the_committed_checkpoints_recipe():
+    """`jobs/train_shapes.py` with its defaults reproduces the committed checkpoint's configuration."""
+    committed = json.loads((SHAPES_MODEL / SUMMARY_FILE).read_text())["config"]
+    assert committed == json.loads(json.dumps(dataclasses.asdict(TrainConfig())))
