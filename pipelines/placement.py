@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import _thread
 import os
+import signal
 import sys
 import threading
 import time
@@ -21,6 +22,8 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from schemas.job import JobConfig
+
+WAKE_SIGNAL = signal.SIGUSR2  # GpuWait's interrupt of the main thread (Ray uses SIGUSR1 in Tune)
 
 
 class GpuWaitTimeoutError(RuntimeError):
@@ -100,8 +103,9 @@ class GpuWait:
 
     Without one (before the autoscaler's first GPU node, or after every GPU node was lost) it says so on
     stderr, once and then every `report_every_s`; after `timeout_s` without a GPU it interrupts the
-    main thread, and `timed_out` tells the caller why (`raise_if_timed_out`). Use as a context manager
-    around the run.
+    main thread (KeyboardInterrupt), and `timed_out` tells the caller why (`raise_if_timed_out`). Use as
+    a context manager around the run, on the main thread (elsewhere it falls back to SIGINT, which a
+    process started in the background ignores).
     """
 
     def __init__(self, timeout_s: float, report_every_s: float = 60.0, poll_s: float = 1.0,
@@ -115,12 +119,19 @@ class GpuWait:
         self._thread = threading.Thread(target=self._watch, name="gpu-wait", daemon=True)
 
     def __enter__(self) -> GpuWait:
+        # The timeout interrupts the main thread with a signal of its own, not SIGINT: a job started in the
+        # background (nohup, a scheduler, CI) inherits SIGINT ignored, and Python then never raises on it.
+        self._previous_handler = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(WAKE_SIGNAL, signal.default_int_handler)
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        if self._previous_handler is not None:
+            signal.signal(WAKE_SIGNAL, self._previous_handler)
 
     def message(self, waited_s: float) -> str:
         return (f"waiting for GPU nodes: the cluster has no GPU for the model actors (--device cuda); waited "
@@ -140,7 +151,8 @@ class GpuWait:
                     reported = now
                 if now - since > self.timeout_s:
                     self.timed_out = True
-                    _thread.interrupt_main()  # the run blocks the main thread inside Ray Data
+                    # The run blocks the main thread inside Ray Data: raise KeyboardInterrupt there.
+                    _thread.interrupt_main(WAKE_SIGNAL if self._previous_handler is not None else signal.SIGINT)
                     return
             self._stop.wait(self.poll_s)
 

@@ -81,6 +81,8 @@ def test_the_job_waits_for_a_gpu_node_and_runs_its_model_there(tmp_path, tiny_mo
         assert job.poll() is None, job.communicate()  # still waiting, not run on the head's CPUs
         node = add_gpu_node(cluster)
         summary, err = finish(job, tmp_path / "out")
+    print(f"late GPU node {node.node_id}: model_nodes {summary['model_nodes']}, {summary['rows']} rows, "
+          f"{err.count('waiting for GPU nodes')} wait line(s)")
     assert "waiting for GPU nodes: the cluster has no GPU for the model actors (--device cuda)" in err
     assert summary["device"] == "cuda" and summary["gpus_per_actor"] == 1
     assert summary["model_nodes"] == [node.node_id]  # reported by each actor, compared with Ray's id of the node
@@ -104,13 +106,17 @@ def test_a_gpu_node_killed_mid_run_loses_no_row(tmp_path, tiny_model_dir):
     images, output = write_images(tmp_path / "in", 40), tmp_path / "out"
     with ray_cluster() as cluster:
         nodes = [add_gpu_node(cluster), add_gpu_node(cluster)]
+        started = time.monotonic()
         job = start_job(cluster, images, output, tiny_model_dir, "--min-actors", "2")  # one on each node
         deadline = time.monotonic() + 120
         while written_files(output) < 2 and time.monotonic() < deadline and job.poll() is None:
             time.sleep(0.2)
-        files_at_kill = written_files(output)
+        files_at_kill, killed_at = written_files(output), time.monotonic()
         cluster.remove_node(nodes[0], allow_graceful=False)
         summary, _ = finish(job, output)
+    print(f"killed {nodes[0].node_id} {killed_at - started:.1f} s after the job started, after {files_at_kill} files; "
+          f"it ended with {written_files(output)} files, {summary['rows']} rows, {summary['model_actor_starts']} "
+          f"actor starts on {summary['model_nodes']}")
     assert 2 <= files_at_kill < written_files(output), "the kill came after the run had ended"
     assert summary["status"] == "succeeded"
     assert set(summary["model_nodes"]) == {node.node_id for node in nodes}
@@ -156,6 +162,8 @@ def test_output_on_object_storage_written_from_several_nodes(tmp_path, gcs, tiny
         job = start_job(cluster, "gs://multinode/raw", "gs://multinode/labels", tiny_model_dir,
                         "--num-actors", "2", summary=summary_path)
         summary, _ = finish(job, tmp_path, summary=summary_path)
+    print(f"gs:// output from nodes {[node.node_id for node in nodes]}: model_nodes {summary['model_nodes']}, "
+          f"{summary['rows']} rows")
     assert set(summary["model_nodes"]) == {node.node_id for node in nodes}
     assert summary["summary_uri"] == "gs://multinode/labels/_summary.json"
     table = read_output("multinode/labels", filesystem=gcs.filesystem())

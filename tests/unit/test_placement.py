@@ -1,8 +1,10 @@
+import signal
 import time
 
 import pytest
 
 from pipelines.placement import (
+    WAKE_SIGNAL,
     GpuWait,
     GpuWaitTimeoutError,
     ModelPlacement,
@@ -66,6 +68,9 @@ def test_the_wait_says_it_once_then_every_interval_and_stops_when_a_gpu_joins():
 
 
 def test_the_wait_ends_the_run_after_the_timeout():
+    # As in a job started in the background, or after a library set it so: SIGINT ignored. The wait must
+    # still end the run (it interrupts with a signal whose handler it installs itself).
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     lines = []
     with pytest.raises(GpuWaitTimeoutError, match=r"no GPU for the model actors for 0 s \(--gpu-wait-timeout\)"):
         with GpuWait(timeout_s=0.2, report_every_s=60, poll_s=0.01, gpus=lambda: 0, say=lines.append) as wait:
@@ -74,7 +79,9 @@ def test_the_wait_ends_the_run_after_the_timeout():
             except KeyboardInterrupt:
                 wait.raise_if_timed_out()
                 raise
+    signal.signal(signal.SIGINT, previous)
     assert len(lines) == 1  # said once; the next report would be a minute later
+    assert signal.getsignal(WAKE_SIGNAL) is signal.SIG_DFL  # the wait's own handler is removed again
 
 
 def test_the_summary_names_the_nodes_and_gpus_the_actors_ran_on():
