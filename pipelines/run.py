@@ -35,6 +35,7 @@ from pipelines.storage.output import (
     write_summary,
 )
 from pipelines.storage.redact import redact, redact_text
+from pipelines.tasks.base import TaskSpec
 from pipelines.tasks.registry import check_tasks
 from schemas.job import JobConfig
 
@@ -65,6 +66,7 @@ class CheckedJob:
     """Everything the checks found out, for the run itself."""
 
     run_id: str
+    tasks: list[TaskSpec]
     inputs: InputFiles
     vae: str | None
     image_size: int
@@ -92,6 +94,7 @@ def check_job(cfg: JobConfig) -> CheckedJob:
                             job_identity(cfg) if cfg.resume else None)
     return CheckedJob(
         run_id=cfg.run_id or default_run_id(),
+        tasks=tasks,
         inputs=inputs,
         vae=vae,
         image_size=image_size_of(processor),
@@ -135,8 +138,8 @@ def execute(cfg: JobConfig, job: CheckedJob) -> dict:
     if state.complete:
         summary = json.loads(job.target.filesystem.cat_file(f"{job.target.path}/{SUMMARY_FILE}"))
         return {**summary, "already_complete": True}
-    resume = plan_resume(job.target.filesystem, state.written, job.inputs, check_tasks(cfg.tasks, cfg.prompt_options()),
-                         cfg.prompt_options(), cfg.uri_column)
+    resume = plan_resume(job.target.filesystem, state.written, job.inputs, job.tasks, cfg.prompt_options(),
+                         cfg.uri_column)
     # Input files whose every task an earlier attempt wrote are not read again.
     inputs = dataclasses.replace(job.inputs, paths=[p for p in job.inputs.paths if p not in resume.finished_paths])
     placement, starts = None, []
