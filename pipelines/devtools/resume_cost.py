@@ -12,6 +12,7 @@ killed mid-way leaves it. Then, each in a fresh interpreter so each has its own 
 from __future__ import annotations
 
 import os
+import json
 import pickle
 import shutil
 import tempfile
@@ -55,8 +56,6 @@ def write_earlier_attempt(root: Path, finished_rows: int) -> tuple[Path, Path]:
                           for field in LABEL_ROW_SCHEMA if field.name != "task"})
         pq.write_table(table, output / f"task={TASK}" / f"part-{shard:05d}.parquet")
     cfg = JobConfig.model_validate(_job_flags(inputs, output))
-    import json
-
     (output / JOB_FILE).write_text(json.dumps({**job_identity(cfg), "run_id": "earlier"}))
     return inputs, output
 
