@@ -11,8 +11,8 @@ killed mid-way leaves it. Then, each in a fresh interpreter so each has its own 
 
 from __future__ import annotations
 
-import os
 import json
+import os
 import pickle
 import shutil
 import tempfile
