@@ -57,9 +57,9 @@ SUMMARY_FILE = "training.json"
 class TrainConfig:
     """Everything that decides the checkpoint; saved beside it in `training.json`."""
 
-    images: int = 12000  # training scenes, image i drawn from default_rng([seed, i])
+    images: int = 20000  # training scenes, image i drawn from default_rng([seed, i])
     seed: int = 0
-    steps: int = 7000
+    steps: int = 14000
     batch_size: int = 32
     learning_rate: float = 3e-3
     warmup_steps: int = 100
@@ -75,7 +75,7 @@ class TrainConfig:
     text_layers: int = 0  # depth of the text model when it differs from the vision tower's; 0: num_layers
     vae_steps: int = 300
     vae_embedding_dim: int = 32
-    threads: int = 1
+    threads: int = 2
     size_range: tuple[int, int] = SIZE_RANGE
 
 
