@@ -12,6 +12,7 @@ import contextlib
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,18 +56,36 @@ def add_gpu_node(cluster: Cluster):
 
 
 def start_job(cluster: Cluster, images: Path | str, output: Path | str, model: str, *flags: str,
-              summary: Path | None = None) -> subprocess.Popen:
+              summary: Path | None = None, budget: str | None = BUDGET) -> subprocess.Popen:
     command = [sys.executable, str(REPO / "jobs" / "annotate.py"), "--address", cluster.address,
                "--input", str(images), "--output", str(output), "--model", model, "--tasks", TASKS,
                "--classes", "car", "--batch-size", "2", "--images-per-block", "2", "--device", "cuda",
-               "--max-new-tokens", BUDGET, "--summary-uri", str(summary or f"{output}.summary.json"), *flags]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+               "--summary-uri", str(summary or f"{output}.summary.json"), *flags]
+    if budget:
+        command += ["--max-new-tokens", budget]
+    # Its output goes to a file, not a pipe: the tests poll the job for minutes without reading, and a full
+    # pipe would block it.
+    log = tempfile.TemporaryFile("w+")
+    job = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    job.log = log
+    return job
+
+
+def job_output(job: subprocess.Popen) -> str:
+    job.log.seek(0)
+    return job.log.read()
 
 
 def finish(job: subprocess.Popen, output: Path, timeout: float = 300, exit_code: int = 0,
            summary: Path | None = None) -> tuple[dict, str]:
-    """The job's summary (--summary-uri) and its stderr, once it has ended."""
-    _, err = job.communicate(timeout=timeout)
+    """The job's summary (--summary-uri) and its output (stdout and stderr), once it has ended."""
+    try:
+        job.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        job.kill()
+        job.wait()
+        pytest.fail(f"the job had not ended after {timeout} s; its output ends with:\n{job_output(job)[-3000:]}")
+    err = job_output(job)
     assert job.returncode == exit_code, err[-3000:]
     return json.loads(Path(summary or f"{output}.summary.json").read_text()), err
 
@@ -81,7 +100,7 @@ def test_the_job_waits_for_a_gpu_node_and_runs_its_model_there(tmp_path, tiny_mo
     with ray_cluster() as cluster:
         job = start_job(cluster, images, tmp_path / "out", tiny_model_dir)
         time.sleep(10)
-        assert job.poll() is None, job.communicate()  # still waiting, not run on the head's CPUs
+        assert job.poll() is None, job_output(job)  # still waiting, not run on the head's CPUs
         node = add_gpu_node(cluster)
         summary, err = finish(job, tmp_path / "out")
     print(f"late GPU node {node.node_id}: model_nodes {summary['model_nodes']}, {summary['rows']} rows, "
@@ -128,16 +147,24 @@ def test_a_gpu_node_killed_mid_run_loses_no_row(tmp_path, tiny_model_dir):
 
 def test_a_preemption_storm_loses_no_row(tmp_path, tiny_model_dir):
     """Test 3: a GPU node killed every 10-20 s, and a fresh one added each time, through the whole model
-    stage: the run itself completes (no rerun) with every row once."""
+    stage: the run itself completes (no rerun) with every row once.
+
+    The first kill comes once the model stage has written files (both actors are up), and the answers run to
+    the full detect budget: a capped run here once ended 30 s after its start, its first kill before the actors
+    were up, so no actor was ever started again."""
     images, output = write_images(tmp_path / "in", 96), tmp_path / "out"
     kills: list[float] = []
     with ray_cluster() as cluster:
         nodes = [add_gpu_node(cluster), add_gpu_node(cluster)]
         started = time.monotonic()
-        job = start_job(cluster, images, output, tiny_model_dir, "--num-actors", "2")  # an actor on each node
+        job = start_job(cluster, images, output, tiny_model_dir, "--num-actors", "2",  # an actor on each node
+                        budget=None)
+        deadline = time.monotonic() + 120
+        while written_files(output) < 2 and time.monotonic() < deadline and job.poll() is None:
+            time.sleep(0.2)
         # Ray's Cluster starts nodes from the main thread only (signal handlers), so the storm runs here.
         delays = iter([10, 15, 20, 12, 18, 10, 14, 16, 11, 19] * 10)
-        next_kill = started + next(delays)
+        next_kill = time.monotonic()
         while job.poll() is None:
             if time.monotonic() >= next_kill:
                 cluster.remove_node(nodes.pop(0), allow_graceful=False)  # the oldest: it holds an actor
@@ -146,9 +173,9 @@ def test_a_preemption_storm_loses_no_row(tmp_path, tiny_model_dir):
                 next_kill = time.monotonic() + next(delays)
             time.sleep(0.2)
         ended = time.monotonic() - started
-        summary, _ = finish(job, output)
+        summary, out = finish(job, output)
     print(f"storm: killed at {kills} s, run ended at {ended:.1f} s, {summary['model_actor_starts']} actor starts "
-          f"on {len(summary['model_nodes'])} nodes")
+          f"on {len(summary['model_nodes'])} nodes, {len(out)} characters of job output")
     assert len(kills) >= 2, (kills, ended)
     assert summary["model_actor_starts"] >= 3  # a killed node's actor was started again elsewhere
     assert_each_once(read_output(str(output)), count=96 * 2)
