@@ -94,6 +94,13 @@ def written_files(output: Path) -> int:
     return sum(1 for _ in output.rglob("*.parquet"))
 
 
+def wait_for_first_files(job: subprocess.Popen, output: Path, timeout: float = 120) -> None:
+    """Until the model stage has written two files (its actors are up), the job ended, or the timeout."""
+    deadline = time.monotonic() + timeout
+    while written_files(output) < 2 and time.monotonic() < deadline and job.poll() is None:
+        time.sleep(0.2)
+
+
 def test_the_job_waits_for_a_gpu_node_and_runs_its_model_there(tmp_path, tiny_model_dir):
     """Test 1: the autoscaling case. The head has no GPU; a GPU node joins 10 s after the job started."""
     images = write_images(tmp_path / "in", 8)
@@ -130,9 +137,7 @@ def test_a_gpu_node_killed_mid_run_loses_no_row(tmp_path, tiny_model_dir):
         nodes = [add_gpu_node(cluster), add_gpu_node(cluster)]
         started = time.monotonic()
         job = start_job(cluster, images, output, tiny_model_dir, "--min-actors", "2")  # one on each node
-        deadline = time.monotonic() + 120
-        while written_files(output) < 2 and time.monotonic() < deadline and job.poll() is None:
-            time.sleep(0.2)
+        wait_for_first_files(job, output)
         files_at_kill, killed_at = written_files(output), time.monotonic()
         cluster.remove_node(nodes[0], allow_graceful=False)
         summary, _ = finish(job, output)
@@ -146,7 +151,7 @@ def test_a_gpu_node_killed_mid_run_loses_no_row(tmp_path, tiny_model_dir):
 
 
 def test_a_preemption_storm_loses_no_row(tmp_path, tiny_model_dir):
-    """Test 3: three GPU nodes killed 10-20 s apart, a fresh one added each time, in the model stage: the run
+    """Test 3: three GPU nodes killed 10 and 15 s apart, a fresh one added each time, in the model stage: the run
     itself completes (no rerun) with every row once.
 
     The first kill comes once the model stage has written files (both actors are up), and the answers run to
@@ -162,9 +167,7 @@ def test_a_preemption_storm_loses_no_row(tmp_path, tiny_model_dir):
         started = time.monotonic()
         job = start_job(cluster, images, output, tiny_model_dir, "--num-actors", "2",  # an actor on each node
                         budget=None)
-        deadline = time.monotonic() + 120
-        while written_files(output) < 2 and time.monotonic() < deadline and job.poll() is None:
-            time.sleep(0.2)
+        wait_for_first_files(job, output)
         # Ray's Cluster starts nodes from the main thread only (signal handlers), so the storm runs here.
         delays = iter([10, 15, 20])
         next_kill = time.monotonic()
