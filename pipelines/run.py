@@ -18,6 +18,7 @@ from pipelines.driver.cli import one_line
 from pipelines.driver.plan import plan_summary
 from pipelines.model.load import ModelLoadError, image_size_of, load_processor
 from pipelines.model.mask_decoder import VaeLoadError, find_vae, load_mask_decoder, missing_vae_message
+from pipelines.model.vllm_engine import check_vllm_checkpoint
 from pipelines.placement import GpuWait, place_model, placement_summary, start_actor_log
 from pipelines.stages.write import write_annotations
 from pipelines.storage.completion import plan_resume
@@ -86,6 +87,8 @@ def check_job(cfg: JobConfig) -> CheckedJob:
     Raises REFUSALS. Only `--overwrite` changes anything here (it removes the old dataset).
     """
     tasks = check_tasks(cfg.tasks, cfg.prompt_options())
+    if cfg.engine == "vllm":
+        check_vllm_checkpoint(cfg.model, cfg.revision)
     vae = check_vae(cfg) if any(task.decodes_masks for task in tasks) else None
     inputs = resolve_job_inputs(cfg)
     check_parquet_columns(inputs, cfg)
@@ -114,6 +117,7 @@ def job_fields(cfg: JobConfig) -> dict:
         "partition": cfg.partition,
         "model": cfg.model_name,
         "dtype": cfg.dtype,
+        "engine": cfg.engine,
         "tasks": cfg.tasks,
     }
 

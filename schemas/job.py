@@ -36,6 +36,20 @@ class PromptOptions(BaseModel):
     max_new_tokens: tuple[tuple[str, int], ...] = ()  # (task, budget) pairs from --max-new-tokens
 
 
+class VllmSettings(BaseModel):
+    """The vLLM engine's settings that matter on a GPU; None takes the engine's default
+    (pipelines/model/vllm_engine.py)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_num_seqs: int = 256
+    gpu_memory_utilization: float | None = None
+    max_model_len: int | None = None
+
+
+VLLM_FIELDS = ("max_num_seqs", "gpu_memory_utilization", "max_model_len")
+
+
 class JobConfig(BaseModel):
     """Everything `jobs/annotate.py` accepts."""
 
@@ -88,7 +102,23 @@ class JobConfig(BaseModel):
     dtype: Literal["auto", "bfloat16", "float32"] = Field(
         default="auto", description="The model's weights and activations: auto is bfloat16 on a GPU and float32 "
         "on CPU.")
-    batch_size: int = Field(default=16, ge=1, description="Requests per generate call (images per model batch).")
+    engine: Literal["transformers", "vllm"] = Field(
+        default="transformers", description="The model stage's engine. transformers: generate in static batches of "
+        "one task each; vllm: one vLLM engine per model actor, given each batch's requests at once (continuous "
+        "batching, paged KV cache); needs pip install -e '.[vllm]'.")
+    max_num_seqs: int | None = Field(
+        default=None, ge=1, description="--engine vllm: the most sequences vLLM decodes at once (default 256).")
+    gpu_memory_utilization: float | None = Field(
+        default=None, gt=0, le=1, description="--engine vllm: the fraction of a GPU's memory the engine may take for "
+        "weights, activations and KV cache (default 0.9); on a CPU actor, the fraction of the node's RAM reserved "
+        "for the KV cache (default 0.15).")
+    max_model_len: int | None = Field(
+        default=None, ge=1, description="--engine vllm: the longest sequence, image tokens + prompt + answer "
+        "(default: the model's image tokens + 258 + the largest token budget of the job's tasks); a request longer "
+        "than this becomes a model_error row.")
+    batch_size: int = Field(default=16, ge=1, description="Images per model batch: with --engine transformers, "
+                            "requests per generate call; with vllm, the batch's requests are given to the engine "
+                            "together.")
     images_per_block: int = Field(
         default=64, ge=1, description="Image files per Ray Data block, the unit read, annotated and written together: "
         "a killed run loses at most the blocks in flight, and its rerun resumes after the others. (.tar shards and "
@@ -200,6 +230,10 @@ class JobConfig(BaseModel):
             raise ValueError("--num-actors fixes the pool's size; give it, or --min-actors/--max-actors, not both")
         if self.min_actors and self.max_actors and self.min_actors > self.max_actors:
             raise ValueError(f"--min-actors {self.min_actors} is more than --max-actors {self.max_actors}")
+        if self.engine != "vllm":
+            given = [field for field in VLLM_FIELDS if getattr(self, field) is not None]
+            if given:
+                raise ValueError(f"--{given[0].replace('_', '-')} sets the vLLM engine; give it with --engine vllm")
         if self.partition and self.overwrite:
             raise ValueError("--partition replaces only its own partition; --overwrite would replace the whole "
                              "dataset, so give one or the other")
@@ -209,7 +243,7 @@ class JobConfig(BaseModel):
     OPERATIONAL_FIELDS: ClassVar[frozenset[str]] = frozenset({
         "run_id", "batch_size", "images_per_block", "num_actors", "min_actors", "max_actors", "device",
         "gpu_wait_timeout", "address", "overwrite", "resume", "summary_uri",
-        "plan", "requests_per_gpu_s", "replace_worse"})
+        "plan", "requests_per_gpu_s", "replace_worse", *VLLM_FIELDS})
 
     def identity(self) -> dict:
         """The arguments that decide the output rows, as JSON data: a run is resumed only by a job with
@@ -220,6 +254,9 @@ class JobConfig(BaseModel):
     def partition_key_value(self) -> tuple[str, str] | None:
         """(key, value) of --partition, or None."""
         return tuple(self.partition.split("=", 1)) if self.partition else None
+
+    def vllm_settings(self) -> VllmSettings:
+        return VllmSettings(**{field: getattr(self, field) for field in VLLM_FIELDS if getattr(self, field) is not None})
 
     def prompt_options(self) -> PromptOptions:
         return PromptOptions(

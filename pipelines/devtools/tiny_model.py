@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import (
     GemmaTokenizer,
@@ -237,10 +238,29 @@ def save_tiny_paligemma(output_dir: str | Path, with_vae: bool = True, **kwargs)
     return save_checkpoint(model, processor, output_dir, with_vae, kwargs.get("seed", 0))
 
 
-def save_checkpoint(model, processor, output_dir: str | Path, with_vae: bool = False, seed: int = 0) -> Path:
-    """Weights (safetensors) and processor files, plus a random `vae-oid.npz` when asked."""
+# transformers 5 saves the SigLIP tower's weights as `vision_tower.<module>`; the Hub checkpoints, and
+# vLLM's loader, name them `vision_tower.vision_model.<module>` (transformers loads both).
+_HUB_VISION_PREFIX = "vision_tower.vision_model."
+
+
+def save_model_hub_layout(model: PaliGemmaForConditionalGeneration, output_dir: str | Path) -> Path:
+    """`save_pretrained` (one safetensors file), with the weights named as in the Hub's PaliGemma
+    checkpoints, so that both transformers and vLLM load the directory."""
     output_dir = Path(output_dir)
     model.save_pretrained(output_dir, safe_serialization=True)
+    weights = output_dir / "model.safetensors"
+    tensors = load_file(weights)
+    renamed = {(_HUB_VISION_PREFIX + name.removeprefix("vision_tower.")
+                if name.startswith("vision_tower.") and not name.startswith(_HUB_VISION_PREFIX) else name): tensor
+               for name, tensor in tensors.items()}
+    save_file(renamed, weights, metadata={"format": "pt"})
+    return output_dir
+
+
+def save_checkpoint(model, processor, output_dir: str | Path, with_vae: bool = False, seed: int = 0) -> Path:
+    """Weights (safetensors, Hub layout) and processor files, plus a random `vae-oid.npz` when asked."""
+    output_dir = Path(output_dir)
+    save_model_hub_layout(model, output_dir)
     processor.save_pretrained(output_dir)
     if with_vae:
         save_random_vae(output_dir / VAE_FILENAME, seed=seed)

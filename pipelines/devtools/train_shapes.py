@@ -42,7 +42,7 @@ from transformers import PaliGemmaForConditionalGeneration, PaliGemmaProcessor
 
 from pipelines.devtools.mask_vae import mask_in_box, reconstruction_iou, save_vae, train_mask_vae
 from pipelines.devtools.shapes import COLORS, SHAPES, SIZE_RANGE, Scene, ShapeObject, draw_scene
-from pipelines.devtools.tiny_model import RESAMPLE, build_tiny_paligemma
+from pipelines.devtools.tiny_model import RESAMPLE, build_tiny_paligemma, save_model_hub_layout
 from pipelines.model.mask_decoder import VAE_FILENAME
 from pipelines.parse.geometry import LOC_BINS, box_xyxy_px_to_loc_yxyx_1024
 from pipelines.stages.decode import to_model_pixels
@@ -76,6 +76,7 @@ class TrainConfig:
     vae_steps: int = 300
     vae_embedding_dim: int = 32
     threads: int = 2
+    tie_word_embeddings: bool = True  # the output head is the input embedding, as in real PaliGemma (and vLLM needs)
     size_range: tuple[int, int] = SIZE_RANGE
 
 
@@ -135,7 +136,7 @@ def scene_examples(index: int, scene: Scene, codes: list[np.ndarray], rng: np.ra
 
 def init_loc_embeddings(model: PaliGemmaForConditionalGeneration, processor: PaliGemmaProcessor) -> None:
     """Give the 1024 `<loc>` tokens a sinusoidal code of their bin, in the output head and in the input
-    embedding (they are untied), so neighbouring bins start close.
+    embedding (one matrix when they are tied), so neighbouring bins start close.
 
     In the head, a near miss then costs little from the first step (tied model, 700 detect-only steps:
     median loc error 56 instead of 66 bins). In the input, the tokens already written tell the model
@@ -150,7 +151,8 @@ def init_loc_embeddings(model: PaliGemmaForConditionalGeneration, processor: Pal
     angles = torch.arange(LOC_BINS, dtype=torch.float32)[:, None] * (2 * math.pi / periods)[None]
     code = torch.cat([angles.sin(), angles.cos()], dim=1)
     with torch.no_grad():
-        head[ids] = code * head.std().item()
+        if head.data_ptr() != embedding.data_ptr():
+            head[ids] = code * head.std().item()
         embedding[ids] = code * (embedding.std() / code.std()).item()  # the other embeddings' scale
 
 
@@ -275,12 +277,12 @@ def train_shapes(output: str | Path, cfg: TrainConfig = TrainConfig(), log_every
                 for e in scene_examples(i, scene, codes_per_scene[i], rng, cfg.subset_fraction)]
     corpus = [text for e in examples if e.task == "caption" for text in (e.prefix, e.suffix)]
     corpus += [_prompt(task, (c,)) for task in ("detect", "segment") for c in SHAPES] * 2
-    # Untied input and output embeddings: with three layers, a tied model's residual stream makes
-    # "repeat the last token" its easiest answer, and it wrote boxes like <loc0105><loc0105><loc0414>
-    # <loc0414> (x copied from y). Real PaliGemma ties them; the pipeline does not care.
+    # Tied input and output embeddings, as in real PaliGemma: vLLM's Gemma 2 computes logits with the
+    # input embedding and refuses a separate head. (An early recipe, without the per-patch loss, found
+    # a tied three-layer model writing boxes like <loc0105><loc0105><loc0414><loc0414>, x copied from y.)
     model, processor = build_tiny_paligemma(image_size=cfg.image_size, patch_size=cfg.patch_size, seed=cfg.seed,
                                             hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, corpus=corpus,
-                                            tie_word_embeddings=False,
+                                            tie_word_embeddings=cfg.tie_word_embeddings,
                                             text_overrides={"num_hidden_layers": cfg.text_layers or cfg.num_layers})
     init_loc_embeddings(model, processor)
     loc_ids = (processor.tokenizer.convert_tokens_to_ids("<loc0000>"), processor.tokenizer.convert_tokens_to_ids(
@@ -334,7 +336,7 @@ def train_shapes(output: str | Path, cfg: TrainConfig = TrainConfig(), log_every
     train_seconds = time.perf_counter() - train_started
 
     model.eval()
-    model.save_pretrained(output, safe_serialization=True)
+    save_model_hub_layout(model, output)
     save_vae(vae, output / VAE_FILENAME)
     summary = {
         "config": dataclasses.asdict(cfg),

@@ -19,12 +19,12 @@ def _is_local(model: str) -> bool:
     return Path(model).expanduser().exists() or model.startswith(("/", ".", "~"))
 
 
-def _source(model: str) -> str:
+def model_source(model: str) -> str:
     """What from_pretrained takes: an expanded local path, or the Hub id unchanged."""
     return str(Path(model).expanduser()) if _is_local(model) else model
 
 
-def _explain(model: str, err: Exception) -> ModelLoadError:
+def explain_load_error(model: str, err: Exception) -> ModelLoadError:
     reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if _is_local(model):
         return ModelLoadError(
@@ -44,14 +44,14 @@ def _probe_hub(model: str, revision: str | None) -> None:
     try:
         HfApi().model_info(model, revision=revision, timeout=HUB_PROBE_TIMEOUT_S)
     except Exception as err:
-        raise _explain(model, err) from err
+        raise explain_load_error(model, err) from err
 
 
 def load_processor(model: str, revision: str | None = None) -> PaliGemmaProcessor:
     """The processor; cheap, so the driver loads it to validate the model before any work starts (a
     pickle-only directory is refused here too, before Ray starts, rather than on the model actors)."""
     if _is_local(model):
-        if not Path(_source(model)).is_dir():
+        if not Path(model_source(model)).is_dir():
             raise ModelLoadError(f"model directory {model!r} does not exist")
         refuse_pickle_only(model)
     else:
@@ -60,9 +60,9 @@ def load_processor(model: str, revision: str | None = None) -> PaliGemmaProcesso
         except Exception:
             _probe_hub(model, revision)
     try:
-        return PaliGemmaProcessor.from_pretrained(_source(model), revision=revision)
+        return PaliGemmaProcessor.from_pretrained(model_source(model), revision=revision)
     except Exception as err:  # the Hub and tokenizers raise many types; all mean "cannot load"
-        raise _explain(model, err) from err
+        raise explain_load_error(model, err) from err
 
 
 PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
@@ -70,9 +70,9 @@ PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
 
 def refuse_pickle_only(model: str) -> None:
     """A local checkpoint with pickle weights and no safetensors gets a message that says why it is refused."""
-    if not _is_local(model) or not Path(_source(model)).is_dir():
+    if not _is_local(model) or not Path(model_source(model)).is_dir():
         return
-    directory = Path(_source(model))
+    directory = Path(model_source(model))
     if any(directory.glob("*.safetensors")):
         return
     pickled = sorted(path.name for pattern in PICKLE_WEIGHTS for path in directory.glob(pattern))
@@ -98,14 +98,14 @@ def load_model(model: str, revision: str | None, device: torch.device,
     dtype = model_dtype(dtype, device)
     try:
         loaded = PaliGemmaForConditionalGeneration.from_pretrained(
-            _source(model),
+            model_source(model),
             revision=revision,
             dtype=dtype,
             use_safetensors=True,  # refuse pickle checkpoints: loading one can run arbitrary code
             trust_remote_code=False,
         )
     except Exception as err:
-        raise _explain(model, err) from err
+        raise explain_load_error(model, err) from err
     return loaded.to(device).eval()
 
 

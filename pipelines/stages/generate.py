@@ -1,4 +1,4 @@
-"""The model stage: a Ray actor holding PaliGemma, generating in batches of one task each."""
+"""The model stage: a Ray actor holding one engine (transformers or vLLM) that answers each batch's requests."""
 
 from __future__ import annotations
 
@@ -9,20 +9,19 @@ from dataclasses import dataclass
 import numpy as np
 import ray
 import torch
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from pipelines.model.load import load_model, load_processor
+from pipelines.model.generation import Generation, GenerationRequest
+from pipelines.model.hf_engine import TransformersEngine
 from pipelines.model.mask_decoder import decode_masks, load_mask_decoder
-from pipelines.model.token_scores import ChosenTokenLogprobs, answer_tokens
 from pipelines.parse.segmentation import CODES_PER_MASK, mask_codes
 from pipelines.placement import where_this_actor_runs
 from pipelines.stages.contract import Rows, StageContract, describe_error
-from pipelines.stages.requests import ModelRequest, expand_requests, run_in_halves
+from pipelines.stages.requests import ModelRequest, expand_requests
 from pipelines.tasks.base import TaskSpec
 from pipelines.tasks.registry import get_task
 from schemas import columns as C
 from schemas.columns import pack_mask_logits, pack_token_ends, pack_token_logprobs
-from schemas.job import PromptOptions
+from schemas.job import PromptOptions, VllmSettings
 from schemas.rows import Status
 
 OUTPUT_COLUMNS = (
@@ -34,18 +33,12 @@ CONTRACT = StageContract(
     writes=OUTPUT_COLUMNS, rows=Rows.EXPAND, keeps_columns=False)
 
 
-def _release_accelerator_memory(err: BaseException) -> None:
-    """After an out-of-memory error, hand cached blocks back before the smaller retry."""
-    if isinstance(err, torch.OutOfMemoryError) and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 @dataclass(frozen=True)
 class StageOptions:
     """How the model stage runs; none of it changes an answer.
 
-    share_vision: encode each image once per input batch and give the features to every task's
-        `generate`, instead of letting each call run the vision tower on its own copy.
+    share_vision: transformers engine: encode each image once per input batch and give the features to
+        every task's `generate`, instead of letting each call run the vision tower on its own copy.
     torch_threads: intra-op threads for a CPU actor (Ray starts workers with one).
     fixed_length: benchmarks only: generate exactly each task's token budget
         (`min_new_tokens = max_new_tokens`), so random weights cost what real answers do.
@@ -60,28 +53,38 @@ class StageOptions:
     benchmark_without_model: bool = False
 
 
-@dataclass(frozen=True)
-class Generation:
-    """One generated answer: its text (special tokens removed), per token of that text where the
-    token ends in it (characters) and its log-probability (see pipelines.model.token_scores), and
-    why generation ended ("stop", "length"; "" when nothing was generated)."""
+class _NoModel:
+    """`StageOptions.benchmark_without_model`: every request answered at once with an empty text."""
 
-    text: str
-    token_ends: np.ndarray
-    token_logprobs: np.ndarray
-    finish_reason: str = ""
+    name = "none"
 
-    @classmethod
-    def unscored(cls, text: str, finish_reason: str = "") -> Generation:
-        return cls(text, np.zeros(0, np.int32), np.zeros(0, np.float32), finish_reason)
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        return [Generation.unscored("", "stop") for _ in requests]
+
+
+def load_engine(engine: str, model: str, revision: str | None, device: torch.device, dtype: str, batch_size: int,
+                stage_options: StageOptions, max_new_tokens: int, vllm_settings: VllmSettings | None = None):
+    """The engine that answers the stage's requests (see pipelines.model.generation); `max_new_tokens` is
+    the largest budget of the job's tasks."""
+    if stage_options.benchmark_without_model:
+        return _NoModel()
+    if engine == "vllm":
+        from pipelines.model.vllm_engine import VllmEngine  # vLLM is an optional dependency
+
+        return VllmEngine(model, revision, device, dtype, vllm_settings or VllmSettings(), max_new_tokens,
+                          fixed_length=stage_options.fixed_length)
+    return TransformersEngine(model, revision, device, dtype, batch_size, share_vision=stage_options.share_vision,
+                              fixed_length=stage_options.fixed_length)
 
 
 class GenerateStage:
-    """Expands each image into one request per (task, prompt) and runs greedy generation.
+    """Expands each image into one request per (task, prompt) and has the engine answer them, greedily.
 
     Reads and writes the columns of `CONTRACT`: one row per (image, task, prompt) with raw_output,
     status and error (`requests.expand_requests` decides which rows pass through without the model).
-    For tasks that decode masks, `mask_logits` holds the decoder's output for the answer's codeword sets.
+    The engine gets all of a batch's requests at once: transformers batches them per task, vLLM
+    schedules them together. For tasks that decode masks, `mask_logits` holds the decoder's output
+    for the answer's codeword sets.
     """
 
     def __init__(
@@ -96,6 +99,8 @@ class GenerateStage:
         dtype: str = "auto",
         device: str = "cuda",
         actor_log: ray.actor.ActorHandle | None = None,
+        engine: str = "transformers",
+        vllm_settings: VllmSettings | None = None,
     ):
         # On a GPU Ray sets CUDA_VISIBLE_DEVICES to this actor's GPU. A node whose GPUs are only declared
         # (Ray's test clusters) runs torch on CPU; the actor's record says which it was.
@@ -103,80 +108,17 @@ class GenerateStage:
         self.stage_options = stage_options
         if stage_options.torch_threads and self.device.type == "cpu":
             torch.set_num_threads(stage_options.torch_threads)
-        without_model = stage_options.benchmark_without_model
-        self.processor = None if without_model else load_processor(model, revision)
-        self.model = None if without_model else load_model(model, revision, self.device, dtype)
         self.tasks = [get_task(name) for name in tasks]
         self.options = options
-        self.batch_size = batch_size
+        self.engine = load_engine(engine, model, revision, self.device, dtype, batch_size, stage_options,
+                                  max(task.budget(options) for task in self.tasks), vllm_settings)
         needs_vae = [task.name for task in self.tasks if task.decodes_masks]
         if needs_vae and not vae:
             raise ValueError(f"tasks {needs_vae} need the mask decoder file (vae)")
+        without_model = stage_options.benchmark_without_model
         self.mask_decoder = load_mask_decoder(vae, self.device) if needs_vae and not without_model else None
         if actor_log is not None:
-            actor_log.record.remote(where_this_actor_runs(self.device.type))
-
-    def _image_features(self, pixels: np.ndarray, rows: list[int]) -> dict[int, torch.Tensor]:
-        """Projected vision features of `rows`, one (image tokens, width) tensor per row, computed
-        in batches of `batch_size`. A batch whose vision pass fails is left out: its requests then
-        go through `generate` with pixels, which marks them if it fails again."""
-        features: dict[int, torch.Tensor] = {}
-        processor = self.processor.image_processor
-        for start in range(0, len(rows), self.batch_size):
-            chunk = rows[start:start + self.batch_size]
-            try:
-                pixel_values = processor([pixels[row] for row in chunk], do_resize=False, return_tensors="pt")
-                pixel_values = pixel_values["pixel_values"].to(self.device, self.model.dtype)
-                with torch.inference_mode():
-                    encoded = self.model.model.get_image_features(pixel_values).pooler_output
-            except Exception:  # noqa: BLE001 - reported per request by the generate path
-                continue
-            features.update(zip(chunk, encoded))
-        return features
-
-    def _generate(self, prompts: list[str], images: list[np.ndarray], max_new_tokens: int,
-                  image_features: list[torch.Tensor] | None = None) -> list[Generation]:
-        # "<image>" up front is how the processor wants the image placed; it yields the same ids
-        # as the bare prompt and keeps it from warning on every call.
-        inputs = self.processor(
-            text=["<image>" + prompt for prompt in prompts],
-            images=images,
-            padding="longest",  # left padding (Gemma's side), only when prompts differ in length
-            do_resize=False,  # decode already resized to the model's resolution
-            return_tensors="pt",
-        )
-        inputs.pop("labels", None)  # transformers 5 returns all -100 labels at inference; unused
-        # Keep token_type_ids: transformers 5 needs them for PaliGemma's bidirectional prefix.
-        inputs = inputs.to(self.device)
-        inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-        if image_features is not None:
-            # generate's own hook for pre-encoded images: the vision tower is skipped.
-            del inputs["pixel_values"]
-            inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(
-                pooler_output=torch.stack(image_features))}
-        fixed = {"min_new_tokens": max_new_tokens} if self.stage_options.fixed_length else {}
-        recorder = ChosenTokenLogprobs()
-        with torch.inference_mode():
-            output_ids = self.model.generate(
-                **inputs, max_new_tokens=max_new_tokens, do_sample=False, logits_processor=[recorder], **fixed
-            )
-        new_tokens = output_ids[:, inputs["input_ids"].shape[1]:]
-        logprobs = recorder.finish(new_tokens)
-        tokenizer = self.processor.tokenizer
-        texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        eos = self.model.generation_config.eos_token_id
-        stop_ids = set(eos if isinstance(eos, list) else [eos])
-        special_ids = set(tokenizer.all_special_ids)
-        generations = []
-        for text, ids, row_logprobs in zip(texts, new_tokens.tolist(), logprobs):
-            answer, ends, kept = answer_tokens(tokenizer, ids, row_logprobs, stop_ids, special_ids)
-            # No end of sequence among the new tokens: the budget ran out first.
-            finish = "stop" if stop_ids.intersection(ids) else "length"
-            # Tokens after the end of sequence are padding; an answer that still differs from the
-            # decoded text (not seen) stays unscored rather than scored on the wrong characters.
-            generations.append(Generation(text, ends, kept, finish) if answer == text
-                               else Generation.unscored(text, finish))
-        return generations
+            actor_log.record.remote(where_this_actor_runs(self.device.type) | {"engine": self.engine.name})
 
     def _decode_masks(self, texts: list[str]) -> list[bytes]:
         """All masks of a batch in one decoder call; per answer, its masks packed for transport."""
@@ -195,34 +137,22 @@ class GenerateStage:
         expanded = expand_requests(batch, self.tasks, self.options)
         for passed in expanded.passthrough:
             rows.add(passed.row, passed.task, passed.prompt, "", passed.status, passed.error)
-        features: dict[int, torch.Tensor] = {}
-        if self.model is not None and self.stage_options.share_vision and any(expanded.by_task.values()):
-            features = self._image_features(batch[C.PIXELS], sorted({r.row for reqs in expanded.by_task.values()
-                                                                      for r in reqs}))
-        for task in self.tasks:
-            requests = expanded.by_task[task.name]
-            for start in range(0, len(requests), self.batch_size):
-                self._answer(task, requests[start:start + self.batch_size], batch[C.PIXELS], features, rows)
+        requests = [request for task in self.tasks for request in expanded.by_task[task.name]]
+        if requests:
+            budgets = {task.name: task.budget(self.options) for task in self.tasks}
+            pixels = batch[C.PIXELS]
+            results = self.engine.generate([GenerationRequest(r.row, r.task, r.prompt, pixels[r.row], budgets[r.task])
+                                            for r in requests])
+            for task in self.tasks:
+                self._add_answers(task, [(r, result) for r, result in zip(requests, results) if r.task == task.name],
+                                  rows)
         return rows.columns()
 
-    def _answer(self, task: TaskSpec, requests: list[ModelRequest], pixels: np.ndarray,
-                features: dict[int, torch.Tensor], rows: _OutputRows) -> None:
-        """Generate one chunk of a task's requests (retried in halves on failure) into `rows`."""
-        if self.model is None:  # benchmark_without_model
-            for request in requests:
-                rows.add(request.row, task.name, request.prompt, "", Status.OK, "", b"",
-                         Generation.unscored("", "stop"))
-            return
-        budget = task.budget(self.options)
-
-        def generate(part: Sequence[ModelRequest]) -> list[Generation]:
-            shared = [features.get(r.row) for r in part]
-            return self._generate([r.prompt for r in part], [pixels[r.row] for r in part], budget,
-                                  None if any(f is None for f in shared) else shared)
-
-        results = run_in_halves(generate, requests, _release_accelerator_memory)
+    def _add_answers(self, task: TaskSpec, results: list[tuple[ModelRequest, Generation | BaseException]],
+                     rows: _OutputRows) -> None:
+        """A task's answers (or failures) into `rows`, with their masks decoded in one call."""
         answered = []
-        for request, result in zip(requests, results):  # a request that fails alone is marked; the job goes on
+        for request, result in results:  # a request that fails alone is marked; the job goes on
             if isinstance(result, BaseException):
                 rows.add(request.row, task.name, request.prompt, "", Status.MODEL_ERROR, describe_error(result))
             else:
@@ -231,7 +161,8 @@ class GenerateStage:
             return
         try:
             texts = [generation.text for _, generation in answered]
-            mask_logits = self._decode_masks(texts) if task.decodes_masks else [b""] * len(answered)
+            needs_masks = task.decodes_masks and self.mask_decoder is not None
+            mask_logits = self._decode_masks(texts) if needs_masks else [b""] * len(answered)
         except Exception as err:  # the answers stand; only their masks are lost
             for request, generation in answered:
                 rows.add(request.row, task.name, request.prompt, generation.text, Status.MODEL_ERROR,

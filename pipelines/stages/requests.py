@@ -1,11 +1,10 @@
 """What the model stage does with a batch, decided without the model: which (image, task, prompt)
-requests go to `generate`, and which rows pass through with a status instead. Pure: no torch."""
+requests go to the engine, and which rows pass through with a status instead. Pure: no torch."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 
@@ -67,23 +66,3 @@ def expand_requests(batch: dict[str, np.ndarray], tasks: Sequence[TaskSpec], opt
                 else:
                     by_task[task.name].append(ModelRequest(row, task.name, prompt))
     return BatchRequests(by_task, passthrough)
-
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-def run_in_halves(run: Callable[[Sequence[T]], list[R]], items: Sequence[T],
-                  on_failure: Callable[[BaseException], None] = lambda err: None) -> list[R | BaseException]:
-    """`run(items)`, one result per item. When it raises, the items are retried in two halves, and
-    so on down to single items, so one bad request or a batch too large for the accelerator's memory
-    costs only the items that fail alone; each of those gets its exception instead of a result.
-    `on_failure` sees every exception (to free memory before the retry)."""
-    try:
-        return list(run(items))
-    except Exception as err:  # noqa: BLE001 - any failure is retried smaller, then reported per item
-        on_failure(err)
-        if len(items) == 1:
-            return [err]
-        middle = len(items) // 2
-        return run_in_halves(run, items[:middle], on_failure) + run_in_halves(run, items[middle:], on_failure)

@@ -25,14 +25,14 @@ LOGIT_SCALE = 0.1
 def run_and_store(stage: GenerateStage, batch: dict, options: PromptOptions, tmp_path) -> tuple[list[dict], list]:
     """The stage's rows, validated and read back from Parquet, and the ids each `generate` call returned."""
     calls = []
-    real_generate = stage.model.generate
+    real_generate = stage.engine.model.generate
 
     def recording_generate(**kwargs):
         sequences = real_generate(**kwargs)
         calls.append((kwargs["input_ids"].shape[1], sequences))
         return sequences
 
-    stage.model.generate = recording_generate
+    stage.engine.model.generate = recording_generate
     out = stage(batch)
     generated = [dict(zip(out, values)) for values in zip(*out.values())]
     pq.write_table(to_label_table(pa.Table.from_pylist(generated), options, "m", "run"), tmp_path / "rows.parquet")
@@ -42,24 +42,24 @@ def run_and_store(stage: GenerateStage, batch: dict, options: PromptOptions, tmp
 
 def teacher_forced_logprobs(stage: GenerateStage, prompt: str, pixels: np.ndarray, new_ids: list[int]) -> np.ndarray:
     """log p(new_ids[j] | image, prompt, new_ids[:j]) for every j, from one forward pass."""
-    inputs = stage.processor(text=["<image>" + prompt], images=[pixels], do_resize=False, return_tensors="pt")
+    inputs = stage.engine.processor(text=["<image>" + prompt], images=[pixels], do_resize=False, return_tensors="pt")
     prompt_length = inputs["input_ids"].shape[1]
     answer = torch.tensor([new_ids])
     with torch.no_grad():
-        logits = stage.model(
+        logits = stage.engine.model(
             input_ids=torch.cat([inputs["input_ids"], answer], dim=1),
             attention_mask=torch.ones(1, prompt_length + len(new_ids), dtype=torch.long),
             # 0: the bidirectional prefix (image and prompt), 1: the causal answer, as in training
             token_type_ids=torch.cat([inputs["token_type_ids"], torch.ones_like(answer)], dim=1),
-            pixel_values=inputs["pixel_values"].to(stage.model.dtype),
+            pixel_values=inputs["pixel_values"].to(stage.engine.model.dtype),
         ).logits[0, prompt_length - 1:-1]
     return torch.log_softmax(logits.float(), dim=-1).gather(1, answer.T).squeeze(1).numpy()
 
 
 def recomputed_answer_score(stage: GenerateStage, prompt: str, pixels: np.ndarray, ids: list[int]) -> float:
-    tokenizer = stage.processor.tokenizer
+    tokenizer = stage.engine.processor.tokenizer
     logprobs = teacher_forced_logprobs(stage, prompt, pixels, ids)
-    eos = {stage.model.generation_config.eos_token_id}
+    eos = {stage.engine.model.generation_config.eos_token_id}
     _, _, kept = answer_tokens(tokenizer, ids, logprobs, eos, set(tokenizer.all_special_ids))
     return float(np.exp(np.mean(kept, dtype=np.float64)))
 
@@ -67,9 +67,9 @@ def recomputed_answer_score(stage: GenerateStage, prompt: str, pixels: np.ndarra
 def recomputed_box_score(stage: GenerateStage, prompt: str, pixels: np.ndarray, ids: list[int]) -> float:
     """The box rule on teacher-forced log-probabilities of a one-box answer: its least sure token among
     those ending within the <loc> run, times every later token (the label)."""
-    tokenizer = stage.processor.tokenizer
+    tokenizer = stage.engine.processor.tokenizer
     logprobs = teacher_forced_logprobs(stage, prompt, pixels, ids)
-    eos = {stage.model.generation_config.eos_token_id}
+    eos = {stage.engine.model.generation_config.eos_token_id}
     text, ends, kept = answer_tokens(tokenizer, ids, logprobs, eos, set(tokenizer.all_special_ids))
     in_locs = ends <= text.rindex(">") + 1
     return float(np.exp(kept[in_locs].min() + np.sum(kept[~in_locs], dtype=np.float64)))
@@ -97,7 +97,7 @@ def test_a_stored_box_score_equals_a_teacher_forced_pass(tmp_path):
     options = PromptOptions(classes=("car",))
     stage = GenerateStage(str(model_dir), None, ["detect"], options, batch_size=2)
     with torch.no_grad():  # flatter logits, same argmax: probabilities well inside (0, 1)
-        stage.model.lm_head.weight.mul_(LOGIT_SCALE)
+        stage.engine.model.lm_head.weight.mul_(LOGIT_SCALE)
     batch = decoded_batch(["", ""])
     rows, new_ids = run_and_store(stage, batch, options, tmp_path)
     for row, ids, image in zip(rows, new_ids, [0, 1]):

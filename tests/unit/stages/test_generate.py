@@ -7,7 +7,8 @@ import torch
 
 from pipelines.devtools.tiny_model import save_scripted_paligemma
 from pipelines.model.mask_decoder import find_vae
-from pipelines.stages.generate import OUTPUT_COLUMNS, GenerateStage, Generation, StageOptions
+from pipelines.model.generation import Generation
+from pipelines.stages.generate import OUTPUT_COLUMNS, GenerateStage, StageOptions
 from pipelines.stages.label import to_label_table
 from pipelines.tasks.registry import get_task
 from schemas import columns as C
@@ -64,7 +65,7 @@ def test_tasks_an_earlier_attempt_wrote_are_not_generated_again(stage):
 
 def test_a_batch_that_runs_out_of_memory_is_retried_in_halves(stage, monkeypatch):
     calls = []
-    real_generate = stage.model.generate
+    real_generate = stage.engine.model.generate
 
     def generate_with_memory_for_one(**kwargs):
         calls.append(kwargs["input_ids"].shape[0])
@@ -72,7 +73,7 @@ def test_a_batch_that_runs_out_of_memory_is_retried_in_halves(stage, monkeypatch
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
         return real_generate(**kwargs)
 
-    monkeypatch.setattr(stage.model, "generate", generate_with_memory_for_one)
+    monkeypatch.setattr(stage.engine.model, "generate", generate_with_memory_for_one)
     out = stage(decoded_batch(["", "", ""]))
     assert set(out[C.STATUS]) == {"ok"} and len(out[C.STATUS]) == 3 * (1 + 1 + 2)
     # batch_size 2, a failed pair retried as two singles: detect and caption have 3 requests
@@ -81,15 +82,15 @@ def test_a_batch_that_runs_out_of_memory_is_retried_in_halves(stage, monkeypatch
 
 
 def test_a_request_that_fails_alone_is_the_only_model_error(stage, monkeypatch):
-    real_generate = stage.model.generate
-    tokenizer = stage.processor.tokenizer
+    real_generate = stage.engine.model.generate
+    tokenizer = stage.engine.processor.tokenizer
 
     def generate_failing_on_a_question(**kwargs):
         if any("poison" in text for text in tokenizer.batch_decode(kwargs["input_ids"])):
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
         return real_generate(**kwargs)
 
-    monkeypatch.setattr(stage.model, "generate", generate_failing_on_a_question)
+    monkeypatch.setattr(stage.engine.model, "generate", generate_failing_on_a_question)
     out = stage(decoded_batch(["", "", ""], questions=["", "poison?", ""]))
     rows = list(zip(out[C.IMAGE_ID], out[C.TASK], out[C.PROMPT], out[C.STATUS], out[C.ERROR]))
     assert len(rows) == len({row[:3] for row in rows}) == 3 * (1 + 1 + 2) + 1  # + the answer to its own question
@@ -124,7 +125,7 @@ def test_segment_masks_of_a_batch_are_decoded_in_one_call(tiny_model_dir, monkey
          + " car", "<loc0000><loc0000><loc0512><loc0512><seg001> car", "<loc0000><loc0000><loc0512><loc0512>" + codes],
         ["<loc0000><loc0000><loc0512><loc0512> car"] * 3,
     ])
-    monkeypatch.setattr(stage, "_generate", lambda prompts, images, budget, features=None: [
+    monkeypatch.setattr(stage.engine, "_generate", lambda requests, features=None: [
         Generation.unscored(text) for text in next(answers)])
     decoder_batches = []
     real_forward = stage.mask_decoder.forward
@@ -156,7 +157,7 @@ def test_a_failing_mask_decoder_keeps_the_answers(tiny_model_dir, monkeypatch):
     monkeypatch.setattr(stage.mask_decoder, "forward", out_of_memory)
     answer = "<loc0000><loc0000><loc0512><loc0512>" + "".join(f"<seg{c:03d}>" for c in range(16)) + " car"
     generated = Generation.unscored(answer, "stop")
-    monkeypatch.setattr(stage, "_generate", lambda prompts, images, budget, features=None: [generated] * len(prompts))
+    monkeypatch.setattr(stage.engine, "_generate", lambda requests, features=None: [generated] * len(requests))
     out = stage(decoded_batch(["", ""]))
     assert list(out[C.STATUS]) == ["model_error"] * 2
     assert list(out[C.ERROR]) == ["mask decoder: RuntimeError: CUDA out of memory (injected)"] * 2
@@ -172,8 +173,8 @@ def test_shared_vision_features_encode_each_image_once_and_change_no_answer(tiny
         stage = GenerateStage(tiny_model_dir, None, ["detect", "caption"], options, batch_size=2,
                               stage_options=StageOptions(share_vision=share))
         encoded[share] = []
-        real = stage.model.model.get_image_features
-        monkeypatch.setattr(stage.model.model, "get_image_features",
+        real = stage.engine.model.model.get_image_features
+        monkeypatch.setattr(stage.engine.model.model, "get_image_features",
                             lambda pixel_values, **kw: encoded[share].append(len(pixel_values)) or real(pixel_values,
                                                                                                          **kw))
         outputs[share] = stage(batch)
@@ -188,8 +189,8 @@ def test_fixed_length_generates_the_whole_budget(tiny_model_dir, monkeypatch):
     stage = GenerateStage(tiny_model_dir, None, ["caption"], PromptOptions(), batch_size=2,
                           stage_options=StageOptions(fixed_length=True))
     lengths = []
-    real = stage.model.generate
-    monkeypatch.setattr(stage.model, "generate", lambda **kw: lengths.append(
+    real = stage.engine.model.generate
+    monkeypatch.setattr(stage.engine.model, "generate", lambda **kw: lengths.append(
         (out := real(**kw)).shape[1] - kw["input_ids"].shape[1]) or out)
     out = stage(decoded_batch(["", ""]))
     assert lengths == [get_task("caption").max_new_tokens(PromptOptions())]
@@ -244,6 +245,6 @@ def test_an_answer_over_the_budget_keeps_its_whole_entries_and_says_it_was_cut(c
                                              ("float32", torch.float32)])
 def test_the_model_runs_in_the_dtype_asked_and_auto_is_float32_on_cpu(tiny_model_dir, dtype, expected):
     stage = GenerateStage(tiny_model_dir, None, ["caption"], PromptOptions(), batch_size=2, dtype=dtype)
-    assert stage.model.dtype == expected
+    assert stage.engine.model.dtype == expected
     out = stage(decoded_batch(["", ""]))
     assert list(out[C.STATUS]) == ["ok", "ok"]  # vision features shared and generated in that dtype

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pipelines.stages.requests import ModelRequest, PassThroughRow, expand_requests, run_in_halves
+from pipelines.stages.requests import ModelRequest, PassThroughRow, expand_requests
 from pipelines.tasks.registry import get_task
 from schemas import columns as C
 from schemas.job import PromptOptions
@@ -55,30 +55,3 @@ def test_tasks_written_by_an_earlier_attempt_give_nothing():
     assert {task: [r.row for r in requests] for task, requests in expanded.by_task.items()} == {
         "detect": [], "caption": [0], "answer": []}
     assert [(p.row, p.task) for p in expanded.passthrough] == [(1, "detect"), (1, "answer")]
-
-
-def test_run_in_halves_isolates_the_items_that_fail_alone():
-    calls = []
-
-    def run(items):
-        calls.append(list(items))
-        if "bad" in items:
-            raise ValueError("bad item")
-        return [item.upper() for item in items]
-
-    results = run_in_halves(run, ["a", "b", "bad", "c", "d"])
-    assert results[:2] == ["A", "B"] and results[3:] == ["C", "D"]
-    assert isinstance(results[2], ValueError)
-    assert calls == [["a", "b", "bad", "c", "d"], ["a", "b"], ["bad", "c", "d"], ["bad"], ["c", "d"]]
-
-
-def test_run_in_halves_shrinks_a_batch_until_it_fits():
-    seen = []
-
-    def run(items):  # memory for two items at a time
-        if len(items) > 2:
-            raise MemoryError("out of memory (injected)")
-        return list(items)
-
-    assert run_in_halves(run, list(range(7)), seen.append) == list(range(7))
-    assert len(seen) == 3 and all(isinstance(err, MemoryError) for err in seen)  # 7 -> 3 + 4 -> 2 + 2

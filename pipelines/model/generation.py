@@ -1,0 +1,88 @@
+"""What the model stage asks of an engine and what it gets back, the same for every engine.
+
+An engine (`hf_engine.TransformersEngine`, `vllm_engine.VllmEngine`) takes a Ray batch's requests and
+returns, per request, a `Generation` or the exception that request failed with alone. The answer's
+text, its tokens' character ends and log-probabilities are derived here from the generated token ids,
+with one tokenizer and one rule, so both engines' rows are scored by the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+
+from pipelines.model.token_scores import answer_tokens
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt for one image, greedy within `max_new_tokens`. `image` identifies the image within the
+    batch (requests with the same `image` share its pixels, and may share its vision features); `task` is
+    the group a static-batching engine batches together."""
+
+    image: int
+    task: str
+    prompt: str
+    pixels: np.ndarray  # (size, size, 3) uint8, already at the model's resolution
+    max_new_tokens: int
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generated answer: its text (special tokens removed), per token of that text where the
+    token ends in it (characters) and its log-probability (see pipelines.model.token_scores), and
+    why generation ended ("stop", "length"; "" when nothing was generated)."""
+
+    text: str
+    token_ends: np.ndarray
+    token_logprobs: np.ndarray
+    finish_reason: str = ""
+
+    @classmethod
+    def unscored(cls, text: str, finish_reason: str = "") -> Generation:
+        return cls(text, np.zeros(0, np.int32), np.zeros(0, np.float32), finish_reason)
+
+
+def generation_from_tokens(tokenizer, ids: Sequence[int], logprobs: Sequence[float], stop_ids: Collection[int],
+                           special_ids: Collection[int], finish_reason: str | None = None) -> Generation:
+    """The `Generation` of one answer's new token ids (as generated: an end-of-sequence token and any
+    padding after it included) and each one's log-probability. Its finish reason is the engine's when
+    it gives one, else "stop" when an end-of-sequence token is among the ids and "length" when not
+    (the budget ran out first)."""
+    ids = [int(token) for token in ids]
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    answer, ends, kept = answer_tokens(tokenizer, ids, np.asarray(logprobs, np.float32), stop_ids, special_ids)
+    finish = finish_reason or ("stop" if set(stop_ids).intersection(ids) else "length")
+    # An answer that still differs from the decoded text (not seen) stays unscored rather than scored
+    # on the wrong characters.
+    return Generation(text, ends, kept, finish) if answer == text else Generation.unscored(text, finish)
+
+
+def stop_and_special_ids(tokenizer, eos_token_id: int | list[int] | None) -> tuple[set[int], set[int]]:
+    """The ids that end an answer (the generation config's end of sequence), and the special ids
+    decoding drops."""
+    stops = eos_token_id if isinstance(eos_token_id, list) else [eos_token_id]
+    return {int(token) for token in stops if token is not None}, set(tokenizer.all_special_ids)
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def run_in_halves(run: Callable[[Sequence[T]], list[R]], items: Sequence[T],
+                  on_failure: Callable[[BaseException], None] = lambda err: None) -> list[R | BaseException]:
+    """`run(items)`, one result per item. When it raises, the items are retried in two halves, and
+    so on down to single items, so one bad request or a batch too large for the accelerator's memory
+    costs only the items that fail alone; each of those gets its exception instead of a result.
+    `on_failure` sees every exception (to free memory before the retry)."""
+    try:
+        return list(run(items))
+    except Exception as err:  # noqa: BLE001 - any failure is retried smaller, then reported per item
+        on_failure(err)
+        if len(items) == 1:
+            return [err]
+        middle = len(items) // 2
+        return run_in_halves(run, items[:middle], on_failure) + run_in_halves(run, items[middle:], on_failure)
