@@ -256,7 +256,9 @@ class JobConfig(BaseModel):
         return tuple(self.partition.split("=", 1)) if self.partition else None
 
     def vllm_settings(self) -> VllmSettings:
-        return VllmSettings(**{field: getattr(self, field) for field in VLLM_FIELDS if getattr(self, field) is not None})
+        """The vLLM flags given; the others take the engine's defaults."""
+        given = {field: getattr(self, field) for field in VLLM_FIELDS}
+        return VllmSettings(**{field: value for field, value in given.items() if value is not None})
 
     def prompt_options(self) -> PromptOptions:
         return PromptOptions(

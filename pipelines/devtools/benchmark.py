@@ -19,33 +19,23 @@ which many images amortise). Ray's own start is left out: a cluster starts once.
 
 from __future__ import annotations
 
-import concurrent.futures
-import dataclasses
 import json
-import multiprocessing
 import os
-import resource
 import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+from pipelines.devtools.measure import in_fresh_process, peak_rss_mib
+from pipelines.devtools.timed_pipeline import run_pipeline
 from schemas.benchmark import BenchmarkConfig
-from schemas.job import JobConfig, PromptOptions
+from schemas.job import PromptOptions
 
 MEMORY_CHECK_SIZES = (1_000, 10_000)
 MEMORY_CHECK_BATCH = 64
 SHAPES_CHECKPOINT = Path(__file__).resolve().parents[2] / "tests" / "data" / "shapes-paligemma"
-
-
-def peak_rss_mib() -> float:
-    """This process's peak RSS: Linux's VmHWM. Not getrusage's ru_maxrss, which survives exec: a process
-    started by spawn (fork, then exec) would report at least its parent's peak."""
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024  # KiB
 
 
 def _requests(tasks: list[str], options: PromptOptions) -> list[tuple[str, int]]:
@@ -114,170 +104,6 @@ def run_ceiling(model_dir: str, paths: list[str], requests: list[tuple[str, int]
                 _generate(model, inputs, budget)
         seconds[batch_size] = time.perf_counter() - started
     return {"load_s": load_s, "seconds_by_batch_size": seconds, "peak_rss_mib": peak_rss_mib()}
-
-
-def _descendants() -> set[int]:
-    """This process's descendants, from /proc."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    mine = {os.getpid()}
-    for pid in sorted(parents):  # walk up each chain
-        chain, cursor = [], pid
-        while cursor in parents and cursor not in mine and cursor > 1 and len(chain) < 64:
-            chain.append(cursor)
-            cursor = parents[cursor]
-        if cursor in mine:
-            mine.update(chain)
-    return mine - {os.getpid()}
-
-
-def _tree_cpu_seconds() -> float:
-    """CPU seconds used so far by this process and its descendants, those they have reaped included
-    (Ray's raylet reaps its workers): user + system, children's too."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
-                for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    for pid in _descendants():
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += sum(int(value) for value in fields[11:15]) / ticks  # utime, stime, cutime, cstime
-    return total
-
-
-class _WorkerPeaks:
-    """Peak RSS (VmHWM) of this process's Ray worker descendants, sampled until stopped, since
-    Ray Data ends its actors when their operator is done."""
-
-    def __init__(self, interval_s: float = 0.5):
-        self.peaks: dict[int, tuple[str, float]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(interval_s,), daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-
-    def _run(self, interval_s: float) -> None:
-        while not self._stop.wait(interval_s):
-            self._sample()
-
-    def _sample(self) -> None:
-        for pid in _descendants():
-            try:
-                name = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-                status = Path(f"/proc/{pid}/status").read_text()
-            except OSError:
-                continue
-            if not name.startswith("ray::"):
-                continue
-            hwm = next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM")), 0)
-            self.peaks[pid] = (name, max(hwm, self.peaks.get(pid, ("", 0.0))[1]))
-
-    def by_name(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for name, mib in self.peaks.values():
-            out[name] = max(out.get(name, 0.0), round(mib, 1))
-        return out
-
-
-def _operators(ds) -> list:
-    """Ray Data's stats of every operator that ran, the write included."""
-    todo, ops = [ds.get_stats_summary()], []
-    while todo:
-        current = todo.pop()
-        todo.extend(current.parents)
-        ops.extend(current.operators_stats)
-    return ops
-
-
-def _stage_breakdown(ds) -> list[dict]:
-    """Per Ray Data operator: its span, and the summed wall and CPU time of its tasks."""
-    return sorted(({
-        "operator": op.operator_name,
-        "span_s": round(op.time_total_s, 3),
-        "task_wall_s": round(op.wall_time.sum, 3) if op.wall_time else None,
-        "task_cpu_s": round(op.cpu_time.sum, 3) if op.cpu_time else None,
-        "output_rows": int(op.output_num_rows.sum) if op.output_num_rows else None,
-    } for op in _operators(ds)), key=lambda stage: stage["operator"])
-
-
-def run_pipeline(model_dir: str, input_uri: str, output_uri: str, tasks: list[str], classes: list[str],
-                 batch_size: int, num_actors: int | None, share_vision: bool, fixed_length: bool = True,
-                 job_fields: dict | None = None, torch_threads: int | None = None,
-                 without_model: bool = False) -> dict:
-    """The job's stages, as `pipelines.run.annotate` composes them, with benchmark stage options;
-    `job_fields` are further JobConfig fields (e.g. the Parquet reader's uri_column); `without_model`:
-    `StageOptions.benchmark_without_model`. `task_cpu_seconds` is the CPU time of every stage's tasks as
-    Ray Data counts it; `cpu_seconds` that of the driver and its descendant processes (Ray's own included,
-    but not workers Ray starts outside that tree)."""
-    import ray
-
-    from pipelines.build import build_dataset
-    from pipelines.model.load import image_size_of, load_processor
-    from pipelines.placement import place_model
-    from pipelines.stages.generate import StageOptions
-    from pipelines.stages.write import write_annotations
-    from pipelines.storage.inputs import resolve_inputs
-    from pipelines.storage.output import prepare_target, summarize
-
-    cfg = JobConfig(input=input_uri, output=output_uri, tasks=tasks, classes=classes, model=model_dir,
-                    batch_size=batch_size, num_actors=num_actors, overwrite=True, **(job_fields or {}))
-    ray.init(address="local", include_dashboard=False, log_to_driver=False)
-    try:
-        inputs = resolve_inputs(cfg.input, cfg.input_format)
-        processor = load_processor(cfg.model)
-        target = prepare_target(cfg.output, cfg.overwrite)
-        placement = place_model(cfg)
-        if torch_threads:
-            placement = dataclasses.replace(placement, torch_threads=torch_threads)
-        options = StageOptions(share_vision=share_vision, fixed_length=fixed_length,
-                               benchmark_without_model=without_model)
-        with _WorkerPeaks() as workers:
-            cpu_before = _tree_cpu_seconds()
-            started = time.perf_counter()
-            ds = build_dataset(cfg, inputs, image_size_of(processor), int(processor.image_processor.resample),
-                               placement, "benchmark", None, options)
-            write_annotations(ds, target)
-            finished = time.perf_counter()
-            cpu_seconds = _tree_cpu_seconds() - cpu_before
-        # perf_counter is the machine's monotonic clock, shared by the local workers' task stats.
-        model_start = min(op.earliest_start_time for op in _operators(ds) if "GenerateStage" in op.operator_name)
-        counts = summarize(target.filesystem, target.path)
-        stages = _stage_breakdown(ds)
-        return {
-            "seconds": finished - started,
-            "cpu_seconds": round(cpu_seconds, 3),
-            "steady_seconds": finished - model_start,
-            "rows": counts["rows"],
-            "images": counts["images"],
-            "model_actors": placement.max_actors,
-            "torch_threads_per_actor": placement.torch_threads,
-            "stages": stages,
-            "task_cpu_seconds": round(sum(stage["task_cpu_s"] or 0.0 for stage in stages), 3),
-            "ray_data_stats": ds.stats(),
-            "driver_peak_rss_mib": peak_rss_mib(),
-            "worker_peak_rss_mib": workers.by_name(),
-        }
-    finally:
-        ray.shutdown()
-
-
-def in_fresh_process(fn, *args):
-    """Run `fn(*args)` in a new interpreter, so each measurement has its own peak RSS."""
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
 
 
 def write_images(directory: Path, count: int, seed: int = 0) -> list[str]:

@@ -104,7 +104,8 @@ def run_feeding(workdir: Path, counts: dict[str, int], model_sizes: tuple[int, .
     is Ray Data's own count of its tasks' CPU time (read, decode, the model-less model stage, label,
     write); Ray's scheduler processes and the driver are reported beside it (`tree_cpu_seconds`)."""
     from pipelines.devtools.bench_models import prefill_roofline, save_benchmark_model
-    from pipelines.devtools.benchmark import in_fresh_process, run_pipeline
+    from pipelines.devtools.measure import in_fresh_process
+    from pipelines.devtools.timed_pipeline import run_pipeline
 
     results = []
     for size in model_sizes:

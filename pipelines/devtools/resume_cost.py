@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.devtools.benchmark import in_fresh_process, peak_rss_mib
+from pipelines.devtools.measure import in_fresh_process, peak_rss_mib
 
 SHARD_ROWS = 10_000
 TASK = "caption"

@@ -18,6 +18,8 @@ COVERED_ELSEWHERE = {
     "schemas/annotations.py": "tests/unit/schemas/test_rows.py",
     "schemas/arrow.py": "tests/unit/schemas/test_rows.py",
     "schemas/benchmark.py": "tests/integration/test_benchmark.py",
+    "pipelines/devtools/timed_pipeline.py": "tests/integration/test_benchmark.py",
+    "pipelines/model/hf_engine.py": "tests/unit/stages/test_generate.py",  # the model stage's default engine
     "pipelines/review/export/__init__.py": "tests/unit/jobs/test_export.py",  # export(): the job's whole path
 }
 

@@ -1,6 +1,27 @@
 """The engine-independent half of generation: answers from token ids, and failures isolated in halves."""
 
-from pipelines.model.generation import run_in_halves
+import numpy as np
+
+from pipelines.devtools.tiny_model import build_tiny_tokenizer
+from pipelines.model.generation import generation_from_tokens, run_in_halves, stop_and_special_ids
+
+TOKENIZER = build_tiny_tokenizer()
+STOPS, SPECIAL = stop_and_special_ids(TOKENIZER, TOKENIZER.eos_token_id)
+
+
+def test_an_answer_that_ends_is_cut_at_its_end_of_sequence_and_scored_per_token():
+    ids = TOKENIZER.encode("ab", add_special_tokens=False) + [TOKENIZER.eos_token_id, TOKENIZER.pad_token_id]
+    generation = generation_from_tokens(TOKENIZER, ids, [-0.1, -0.2, -0.3, -9.0], STOPS, SPECIAL)
+    assert (generation.text, generation.finish_reason) == ("ab", "stop")
+    assert generation.token_ends.tolist() == [1, 2]
+    np.testing.assert_allclose(generation.token_logprobs, [-0.1, -0.2])
+
+
+def test_without_an_end_of_sequence_the_budget_ended_it_unless_the_engine_says_why():
+    ids = TOKENIZER.encode("ab", add_special_tokens=False)
+    assert generation_from_tokens(TOKENIZER, ids, [-0.1, -0.2], STOPS, SPECIAL).finish_reason == "length"
+    # an engine that reports why generation ended (vLLM) is taken at its word
+    assert generation_from_tokens(TOKENIZER, ids, [-0.1, -0.2], STOPS, SPECIAL, "stop").finish_reason == "stop"
 
 
 def test_run_in_halves_isolates_the_items_that_fail_alone():
