@@ -3,7 +3,8 @@
 Writes the results as JSON to --output (and a plot of images/s against batch size beside it, .png)
 and prints a table. `--memory-check` instead compares the driver's peak memory for 1k and 10k images,
 `--budget-check` measures what long token budgets cost, `--feeding-check` what feeding a GPU costs in CPU,
-`--resume-check` what resuming costs at 10k and 1M finished rows.
+`--resume-check` what resuming costs at 10k and 1M finished rows, `--engine transformers,vllm` the model
+stage's engines side by side.
 """
 
 import json
@@ -21,6 +22,7 @@ from pipelines.devtools.benchmark import (  # noqa: E402
     table,
     write_results,
 )
+from pipelines.devtools.engine_bench import engine_table, run_engine_benchmark  # noqa: E402
 from pipelines.driver.cli import config_from_args, one_line, parser_for  # noqa: E402
 from schemas.benchmark import BenchmarkConfig  # noqa: E402
 
@@ -32,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
+    if cfg.engine:
+        results = run_engine_benchmark(cfg)
+        path, _ = write_results(results, cfg.output)
+        print(engine_table(results))
+        print(f"results -> {path}")
+        return 0
     check = (run_memory_check if cfg.memory_check else run_budget_check if cfg.budget_check
              else run_feeding_check if cfg.feeding_check else run_resume_check if cfg.resume_check else None)
     if check is not None:

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 BenchmarkModel = Literal["cpu-mid", "paligemma2-3b", "tiny"]
+Engine = Literal["transformers", "vllm"]
 
 
 class BenchmarkConfig(BaseModel):
@@ -36,6 +37,11 @@ class BenchmarkConfig(BaseModel):
                                       "model's dtype (H100 SXM bf16: 989), for the roofline fraction.")
     workdir: str | None = Field(default=None, description="Where the checkpoint, images and pipeline output go "
                                 "(default: a temporary directory, removed at the end).")
+    engine: list[Engine] | None = Field(
+        default=None, description="Instead: compare these model-stage engines (comma-separated, e.g. "
+        "transformers,vllm; vllm must be importable) on two cases, --model with forced answer lengths and the shapes "
+        "checkpoint with its own answers, each as a model-only loop and through the pipeline "
+        "(pipelines/devtools/engine_bench.py).")
     memory_check: bool = Field(default=False, description="Instead: driver peak RSS of the pipeline for 1k and "
                                "10k images (tiny model, one task), the second within 20% of the first.")
     budget_check: bool = Field(default=False, description="Instead: what a long token budget costs, for answers "
@@ -49,7 +55,7 @@ class BenchmarkConfig(BaseModel):
                                 "decode loop, in images per CPU-second, with the cores a GPU needs fed "
                                 "(--images sets the 0.3 MP PNG count; a quarter as many 12 MP JPEGs).")
 
-    @field_validator("tasks", "classes", "sweep", mode="before")
+    @field_validator("tasks", "classes", "sweep", "engine", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):

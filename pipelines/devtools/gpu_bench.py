@@ -1,0 +1,91 @@
+"""Model-only throughput per GPU for each engine, ready for the day a GPU is lent.
+
+Needs only torch and transformers (vLLM measured where it is importable): no Ray, no pydantic, so it runs
+on a bare GPU machine. The PaliGemma 2 3B architecture (random weights, bf16 on CUDA) at each
+resolution, every answer forced to its budget (`detect car` 40 tokens, `caption en` 32, as the CPU
+figures in docs/performance.md), all requests handed to the engine at once after a warm-up pass.
+Images per second per GPU, and the fraction of the roofline: achieved linear-layer FLOP/s over the
+accelerator's peak (`flops_per_image` counts the vision tower, each prefill and each decoding step).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import PaliGemmaConfig
+
+from pipelines.devtools.bench_models import flops_per_image, save_benchmark_model
+from pipelines.model.generation import GenerationRequest
+from pipelines.model.hf_engine import TransformersEngine
+from pipelines.model.load import load_processor
+
+REQUESTS = (("detect", "detect car", 40), ("caption", "caption en", 32))
+
+
+def engines_here() -> list[str]:
+    return ["transformers"] + (["vllm"] if importlib.util.find_spec("vllm") else [])
+
+
+def _engine(name: str, model_dir: str, device: torch.device, batch_size: int, budget: int):
+    if name == "vllm":
+        from pipelines.model.vllm_engine import VllmEngine
+        from schemas.job import VllmSettings
+
+        return VllmEngine(model_dir, None, device, "auto", VllmSettings(), budget, fixed_length=True)
+    return TransformersEngine(model_dir, None, device, "auto", batch_size, fixed_length=True)
+
+
+def measure(model: str, image_size: int, engine: str, images: int, batch_size: int, device: str,
+            peak_tflops: float | None, workdir: Path) -> dict:
+    """One engine at one resolution: load time, images/s, GPU memory peak, roofline fraction."""
+    target = torch.device(device)
+    model_dir = save_benchmark_model(model, image_size, workdir / f"{model}-{image_size}", device)
+    rng = np.random.default_rng(0)
+    pixels = [rng.integers(0, 255, (image_size, image_size, 3), dtype=np.uint8) for _ in range(images)]
+    requests = [GenerationRequest(i, task, prompt, image, budget)
+                for task, prompt, budget in REQUESTS for i, image in enumerate(pixels)]
+    if target.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    loaded = _engine(engine, str(model_dir), target, batch_size, max(budget for _, _, budget in REQUESTS))
+    load_s = time.perf_counter() - started
+    loaded.generate(requests[:2])  # warm-up: kernels, allocator, CUDA graphs
+    if target.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    answers = loaded.generate(requests)
+    if target.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    tokenizer = load_processor(str(model_dir)).tokenizer
+    config = PaliGemmaConfig.from_pretrained(model_dir)
+    flops = flops_per_image(config, [len(tokenizer(prompt + "\n").input_ids) + 1 for _, prompt, _ in REQUESTS],
+                            [budget for _, _, budget in REQUESTS])["total"]
+    rate = images / seconds
+    return {
+        "engine": engine, "image_size": image_size, "images": images, "load_s": round(load_s, 2),
+        "seconds": round(seconds, 3), "images_per_s": round(rate, 3),
+        "failed_requests": sum(isinstance(answer, BaseException) for answer in answers),
+        "gflops_per_image": round(flops / 1e9, 6),
+        "roofline_fraction": round(rate * flops / (peak_tflops * 1e12), 4) if peak_tflops else None,
+        "gpu_peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if target.type == "cuda" else None,
+    }
+
+
+def run_gpu_bench(model: str = "paligemma2-3b", sizes: tuple[int, ...] = (224, 448), images: int = 64,
+                  batch_size: int = 32, device: str = "cuda", peak_tflops: float | None = 989.0,
+                  engines: list[str] | None = None) -> list[dict]:
+    """`measure` for every engine here and every resolution; each engine is freed before the next loads."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="paligemma-gpu-bench-") as workdir:
+        for size in sizes:
+            for engine in engines or engines_here():
+                results.append(measure(model, size, engine, images, batch_size, device, peak_tflops, Path(workdir)))
+                if device == "cuda":
+                    torch.cuda.empty_cache()
+    return results
