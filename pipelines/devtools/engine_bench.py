@@ -2,9 +2,9 @@
 
 Two cases, each on the same checkpoint and images for every engine:
 
-- forced: the `cpu-mid` (or `--model`) random-weight architecture, every answer forced to its task's
-  full token budget (transformers: `min_new_tokens`; vLLM: `min_tokens`), as `jobs/benchmark.py` has
-  always measured: the same tokens for both engines, so only the engine differs.
+- forced: the `cpu-mid` (or `--model`) random-weight architecture, every answer forced to its token
+  budget (transformers: `min_new_tokens`; vLLM: `min_tokens`): `detect car` 40 tokens and `caption en` 32,
+  as docs/performance.md's CPU table; the same tokens for both engines, so only the engine differs.
 - natural: the committed shapes checkpoint answering `detect`, `segment` and `caption` in its own words,
   on scenes with one shape and scenes with three: answers from a few tokens (a caption) to about 70 (three
   masks), which a static batch waits out and continuous batching does not.
@@ -34,6 +34,7 @@ SHAPES_CHECKPOINT = Path(__file__).resolve().parents[2] / "tests" / "data" / "sh
 NATURAL_TASKS = ["detect", "segment", "caption"]
 NATURAL_CLASSES = ["circle", "square", "triangle"]
 WARMUP_IMAGES = 2
+FORCED_BUDGETS = {"detect": 40, "caption": 32}
 
 
 def engine_requests(pixels: list[np.ndarray], tasks: list[str], options: PromptOptions):
@@ -47,7 +48,7 @@ def engine_requests(pixels: list[np.ndarray], tasks: list[str], options: PromptO
 
 
 def model_only(engine: str, model_dir: str, paths: list[str], tasks: list[str], classes: list[str],
-               batch_size: int, fixed_length: bool, device: str = "cpu") -> dict:
+               batch_size: int, fixed_length: bool, device: str = "cpu", budgets: dict[str, int] | None = None) -> dict:
     """One engine's `generate` over every request of the images, decoded beforehand (no Ray): the
     engine's ceiling. Timed after a warm-up pass on the first images."""
     import torch
@@ -57,7 +58,7 @@ def model_only(engine: str, model_dir: str, paths: list[str], tasks: list[str], 
     from pipelines.stages.generate import StageOptions, load_engine
     from schemas.job import VllmSettings
 
-    options = PromptOptions(classes=tuple(classes))
+    options = PromptOptions(classes=tuple(classes), max_new_tokens=tuple(sorted((budgets or {}).items())))
     processor = load_processor(model_dir)
     size, resample = image_size_of(processor), int(processor.image_processor.resample)
     pixels = [decode_image(Path(path).read_bytes(), size, resample)[0] for path in paths]
@@ -103,13 +104,17 @@ def _rate(images: int, seconds: float) -> float:
 
 
 def run_case(engines: list[str], model_dir: str, image_dir: Path, paths: list[str], tasks: list[str],
-             classes: list[str], batch_size: int, fixed_length: bool, workdir: Path) -> dict:
+             classes: list[str], batch_size: int, fixed_length: bool, workdir: Path,
+             budgets: dict[str, int] | None = None) -> dict:
     """Both measurements for each engine on one case; per engine its figures, then the ratios to the first."""
+    budgets = {task: n for task, n in (budgets or {}).items() if task in tasks}
     results = {}
     for engine in engines:
-        loop = in_fresh_process(model_only, engine, model_dir, paths, tasks, classes, batch_size, fixed_length)
+        loop = in_fresh_process(model_only, engine, model_dir, paths, tasks, classes, batch_size, fixed_length,
+                                "cpu", budgets)
         pipeline = in_fresh_process(run_pipeline, model_dir, str(image_dir), str(workdir / f"labels-{engine}"),
-                                    tasks, classes, batch_size, None, True, fixed_length, {"engine": engine})
+                                    tasks, classes, batch_size, None, True, fixed_length,
+                                    {"engine": engine, "max_new_tokens": budgets})
         results[engine] = {
             "model_only_images_per_s": _rate(len(paths), loop["seconds"]),
             "pipeline_images_per_s": _rate(len(paths), pipeline["steady_seconds"]),
@@ -138,7 +143,7 @@ def run_engine_benchmark(cfg: BenchmarkConfig) -> dict:
         model_dir = str(save_benchmark_model(cfg.model, cfg.image_size, workdir / "model", cfg.device))
         forced_paths = write_images(workdir / "forced", cfg.images)
         forced = run_case(cfg.engine, model_dir, workdir / "forced", forced_paths, cfg.tasks, cfg.classes,
-                          cfg.batch_size, True, workdir / "forced-out")
+                          cfg.batch_size, True, workdir / "forced-out", FORCED_BUDGETS)
         natural_paths = write_natural_images(workdir / "natural", cfg.images)
         natural = run_case(cfg.engine, str(SHAPES_CHECKPOINT), workdir / "natural", natural_paths, NATURAL_TASKS,
                            NATURAL_CLASSES, cfg.batch_size, False, workdir / "natural-out")
@@ -149,7 +154,7 @@ def run_engine_benchmark(cfg: BenchmarkConfig) -> dict:
         "config": cfg.model_dump(),
         "machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()},
         "cases": {"forced": {"model": cfg.model, "image_size": cfg.image_size, "tasks": cfg.tasks,
-                             "lengths": "every answer forced to its task's token budget"},
+                             "lengths": f"every answer forced to its budget: {FORCED_BUDGETS}"},
                   "natural": {"model": str(SHAPES_CHECKPOINT.relative_to(SHAPES_CHECKPOINT.parents[2])),
                               "tasks": NATURAL_TASKS, "lengths": "the checkpoint's own answers; scenes of 1 and 3 "
                               "shapes"}},

@@ -3,7 +3,8 @@
 Needs only torch and transformers (vLLM measured where it is importable): no Ray, no pydantic, so it runs
 on a bare GPU machine. The PaliGemma 2 3B architecture (random weights, bf16 on CUDA) at each
 resolution, every answer forced to its budget (`detect car` 40 tokens, `caption en` 32, as the CPU
-figures in docs/performance.md), all requests handed to the engine at once after a warm-up pass.
+figures in docs/performance.md), all requests handed to the engine at once after a warm-up pass, each
+engine in a fresh process (its load time and memory peaks its own).
 Images per second per GPU, and the fraction of the roofline: achieved linear-layer FLOP/s over the
 accelerator's peak (`flops_per_image` counts the vision tower, each prefill and each decoding step).
 """
@@ -11,6 +12,7 @@ accelerator's peak (`flops_per_image` counts the vision tower, each prefill and 
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +22,7 @@ import torch
 from transformers import PaliGemmaConfig
 
 from pipelines.devtools.bench_models import flops_per_image, save_benchmark_model
+from pipelines.devtools.measure import in_fresh_process, peak_rss_mib
 from pipelines.model.generation import GenerationRequest
 from pipelines.model.hf_engine import TransformersEngine
 from pipelines.model.load import load_processor
@@ -40,11 +43,10 @@ def _engine(name: str, model_dir: str, device: torch.device, batch_size: int, bu
     return TransformersEngine(model_dir, None, device, "auto", batch_size, fixed_length=True)
 
 
-def measure(model: str, image_size: int, engine: str, images: int, batch_size: int, device: str,
-            peak_tflops: float | None, workdir: Path) -> dict:
-    """One engine at one resolution: load time, images/s, GPU memory peak, roofline fraction."""
+def measure(model_dir: str, image_size: int, engine: str, images: int, batch_size: int, device: str,
+            peak_tflops: float | None) -> dict:
+    """One engine at one resolution: load time, images/s, memory peaks, roofline fraction."""
     target = torch.device(device)
-    model_dir = save_benchmark_model(model, image_size, workdir / f"{model}-{image_size}", device)
     rng = np.random.default_rng(0)
     pixels = [rng.integers(0, 255, (image_size, image_size, 3), dtype=np.uint8) for _ in range(images)]
     requests = [GenerationRequest(i, task, prompt, image, budget)
@@ -74,18 +76,21 @@ def measure(model: str, image_size: int, engine: str, images: int, batch_size: i
         "gflops_per_image": round(flops / 1e9, 6),
         "roofline_fraction": round(rate * flops / (peak_tflops * 1e12), 4) if peak_tflops else None,
         "gpu_peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if target.type == "cuda" else None,
+        "peak_rss_mib": round(peak_rss_mib(), 1),
     }
 
 
 def run_gpu_bench(model: str = "paligemma2-3b", sizes: tuple[int, ...] = (224, 448), images: int = 64,
                   batch_size: int = 32, device: str = "cuda", peak_tflops: float | None = 989.0,
                   engines: list[str] | None = None) -> list[dict]:
-    """`measure` for every engine here and every resolution; each engine is freed before the next loads."""
+    """`measure` for every engine here and every resolution, each in a fresh process (its memory its own)."""
     results = []
     with tempfile.TemporaryDirectory(prefix="paligemma-gpu-bench-") as workdir:
         for size in sizes:
+            # Written on CPU in fp32 (the GPU may not hold a second copy); each engine loads it in --dtype auto.
+            model_dir = str(save_benchmark_model(model, size, Path(workdir) / f"{model}-{size}"))
             for engine in engines or engines_here():
-                results.append(measure(model, size, engine, images, batch_size, device, peak_tflops, Path(workdir)))
-                if device == "cuda":
-                    torch.cuda.empty_cache()
+                results.append(in_fresh_process(measure, model_dir, size, engine, images, batch_size, device,
+                                                peak_tflops))
+            shutil.rmtree(model_dir)
     return results

@@ -39,6 +39,10 @@ def test_plan_counts_requests_without_loading_the_model(tmp_path):
     assert "GPU-hours unknown" in describe(summary)
     assert not (tmp_path / "out").exists()
 
+    assert summary["engine"] == "transformers"
+    # planning needs no engine: --engine vllm plans where vLLM is not installed
+    assert run_job({**flags, "engine": "vllm"})["engine"] == "vllm"
+
     timed = run_job({**flags, "requests_per_gpu_s": 0.002})
     assert timed["estimated_gpu_hours"] == round(20 / 0.002 / 3600, 3) and timed["estimate_note"] is None
     assert "about 2.778 GPU-hours" in describe(timed)

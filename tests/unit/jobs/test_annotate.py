@@ -46,6 +46,10 @@ def test_list_flags_are_split():
         (["--tasks", "segment", "--classes", "car", "--vae", "/no/such/vae-oid.npz"],
          "cannot read the mask decoder file '/no/such/vae-oid.npz'"),
         (["--tasks", "segment", "--classes", "car", "--vae", SAMPLES + "/../README.md"], "not a mask decoder .npz"),
+        # this environment has no vLLM (the vLLM environment is .vllm-venv)
+        (["--tasks", "caption", "--engine", "vllm"], "--engine vllm needs vLLM in the job's environment: pip install "
+         "-e '.[vllm]'"),
+        (["--tasks", "caption", "--max-num-seqs", "8"], "--max-num-seqs sets the vLLM engine; give it with --engine vllm"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line_before_ray_starts(extra, message, tmp_path, capsys, monkeypatch,
@@ -82,3 +86,17 @@ def test_segment_without_a_mask_decoder_stops_before_ray_and_says_where_to_get_o
     err = capsys.readouterr().err
     assert "gs://big_vision/paligemma/vae-oid.npz" in err and "--vae" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_vllm_refuses_a_checkpoint_with_its_own_output_head_before_ray_starts(tmp_path, capsys, monkeypatch):
+    from pipelines.devtools.tiny_model import save_tiny_paligemma
+    from pipelines.model import vllm_engine
+
+    untied = save_tiny_paligemma(tmp_path / "untied", tie_word_embeddings=False)
+    monkeypatch.setattr(vllm_engine, "vllm_available", lambda: True)  # as in the vLLM environment
+    monkeypatch.setattr(ray, "init", lambda *a, **k: (_ for _ in ()).throw(AssertionError("Ray was started")))
+    argv = ["--input", SAMPLES, "--output", str(tmp_path / "out"), "--model", str(untied), "--tasks", "caption",
+            "--engine", "vllm"]
+    assert load_job().main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "has an output head of its own (tie_word_embeddings is false)" in err and "--engine transformers" in err
