@@ -8,16 +8,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from pipelines.run import run_job
 from pipelines.storage.output import IncompleteOutputError, committed_dataset
 from tests.images import encode, solid
 from tests.integration.conftest import read_output
+from tests.jobs import wait_until, written_files
 from tests.rows import assert_each_once
 
 pytestmark = pytest.mark.integration
@@ -49,29 +48,6 @@ def start(cmd: list[str], head, log: Path) -> subprocess.Popen:
     with open(log, "wb") as out:
         return subprocess.Popen(cmd, env={**os.environ, **head.env}, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, cwd=REPO)
-
-
-def written_files(output: Path) -> list[Path]:
-    """Parquet files that are whole (a file being written has no footer yet)."""
-    whole = []
-    for path in output.glob("task=*/*.parquet"):
-        try:
-            pq.read_metadata(path)
-        except Exception:  # noqa: BLE001 - still being written
-            continue
-        whole.append(path)
-    return whole
-
-
-def wait_until(condition, proc: subprocess.Popen, log: Path, timeout_s: float = 180):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if (found := condition()):
-            return found
-        assert proc.poll() is None, f"the job ended (exit {proc.returncode}) before the kill:\n" \
-                                    + log.read_text()[-3000:]
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting to kill:\n" + log.read_text()[-3000:])
 
 
 def model_actor_pids(head) -> list[int]:

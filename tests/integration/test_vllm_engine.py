@@ -12,10 +12,8 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from pipelines.devtools.shapes import write_shapes
@@ -23,6 +21,7 @@ from pipelines.model.mask_decoder import VAE_FILENAME
 from pipelines.review.evaluate import evaluate_rows
 from pipelines.storage.output import read_annotations
 from tests.conftest import SHAPES_MODEL
+from tests.jobs import wait_until, written_files
 from tests.rows import assert_each_once
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,24 +42,13 @@ SAME_ANSWER_SHARE = 0.95
 
 def run_job(engine: str, output: Path, inputs: Path, log: Path) -> subprocess.Popen:
     """`jobs/annotate.py` in the vLLM environment, with a local Ray of its own (--address local: never a
-    cluster that another test started on this machine)."""
+    cluster that another test started on this machine). Blocks of 2 images: a vLLM engine answers one in
+    about a second, so a kill after the first file leaves most of the run to do."""
     cmd = [str(VLLM_PYTHON), str(REPO / "jobs" / "annotate.py"), "--input", str(inputs), "--output", str(output),
            "--model", str(SHAPES_MODEL), "--tasks", TASKS, "--classes", "circle,square,triangle", "--engine", engine,
-           "--batch-size", "4", "--images-per-block", "4", "--address", "local"]
+           "--batch-size", "2", "--images-per-block", "2", "--address", "local"]
     with open(log, "wb") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO)
-
-
-def written_files(output: Path) -> list[Path]:
-    """Parquet files that are whole (a file being written has no footer yet)."""
-    whole = []
-    for path in output.glob("task=*/*.parquet"):
-        try:
-            pq.read_metadata(path)
-        except Exception:  # noqa: BLE001 - still being written
-            continue
-        whole.append(path)
-    return whole
 
 
 def descendants(pid: int) -> list[int]:
@@ -92,16 +80,6 @@ def model_actor_pids(job: subprocess.Popen) -> list[int]:
     return pids
 
 
-def wait_until(condition, proc: subprocess.Popen, log: Path, timeout_s: float = 600):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if (found := condition()):
-            return found
-        assert proc.poll() is None, f"the job ended (exit {proc.returncode}) first:\n" + log.read_text()[-4000:]
-        time.sleep(0.2)
-    raise AssertionError("timed out:\n" + log.read_text()[-4000:])
-
-
 def kill_group(proc: subprocess.Popen) -> None:
     """The driver and the local Ray it started (its session), with no chance to clean up."""
     os.killpg(proc.pid, signal.SIGKILL)
@@ -122,14 +100,15 @@ def runs(tmp_path_factory):
     output, first_log, rerun_log = root / "vllm", root / "vllm-first.log", root / "vllm-rerun.log"
     first = run_job("vllm", output, inputs, first_log)
     try:
-        wait_until(lambda: written_files(output), first, first_log)
+        wait_until(lambda: written_files(output), first, first_log, timeout_s=600)
     finally:
         kill_group(first)
     rerun = run_job("vllm", output, inputs, rerun_log)
     try:
         written = len(written_files(output))
         # The rerun's model actor, once it has written a block of its own: Ray restarts it and retries its batches.
-        pids = wait_until(lambda: len(written_files(output)) > written and model_actor_pids(rerun), rerun, rerun_log)
+        pids = wait_until(lambda: len(written_files(output)) > written and model_actor_pids(rerun), rerun, rerun_log,
+                          timeout_s=600)
         os.kill(pids[0], signal.SIGKILL)
         assert rerun.wait(timeout=600) == 0, rerun_log.read_text()[-4000:]
     finally:

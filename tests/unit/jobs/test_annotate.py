@@ -49,7 +49,8 @@ def test_list_flags_are_split():
         # this environment has no vLLM (the vLLM environment is .vllm-venv)
         (["--tasks", "caption", "--engine", "vllm"], "--engine vllm needs vLLM in the job's environment: pip install "
          "-e '.[vllm]'"),
-        (["--tasks", "caption", "--max-num-seqs", "8"], "--max-num-seqs sets the vLLM engine; give it with --engine vllm"),
+        (["--tasks", "caption", "--max-num-seqs", "8"],
+         "--max-num-seqs sets the vLLM engine; give it with --engine vllm"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line_before_ray_starts(extra, message, tmp_path, capsys, monkeypatch,
