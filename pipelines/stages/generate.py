@@ -110,11 +110,11 @@ class GenerateStage:
             torch.set_num_threads(stage_options.torch_threads)
         self.tasks = [get_task(name) for name in tasks]
         self.options = options
-        self.engine = load_engine(engine, model, revision, self.device, dtype, batch_size, stage_options,
-                                  max(task.budget(options) for task in self.tasks), vllm_settings)
         needs_vae = [task.name for task in self.tasks if task.decodes_masks]
         if needs_vae and not vae:
             raise ValueError(f"tasks {needs_vae} need the mask decoder file (vae)")
+        self.engine = load_engine(engine, model, revision, self.device, dtype, batch_size, stage_options,
+                                  max(task.budget(options) for task in self.tasks), vllm_settings)
         without_model = stage_options.benchmark_without_model
         self.mask_decoder = load_mask_decoder(vae, self.device) if needs_vae and not without_model else None
         if actor_log is not None:
