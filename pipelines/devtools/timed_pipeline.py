@@ -43,6 +43,8 @@ def run_pipeline(model_dir: str, input_uri: str, output_uri: str, tasks: list[st
     import ray
 
     from pipelines.build import build_dataset
+    from pipelines.model.mask_decoder import find_vae
+    from pipelines.tasks.registry import get_task
     from pipelines.model.load import image_size_of, load_processor
     from pipelines.placement import place_model
     from pipelines.stages.generate import StageOptions
@@ -55,6 +57,8 @@ def run_pipeline(model_dir: str, input_uri: str, output_uri: str, tasks: list[st
     ray.init(address="local", include_dashboard=False, log_to_driver=False)
     try:
         inputs = resolve_inputs(cfg.input, cfg.input_format)
+        # the mask decoder beside the checkpoint, for tasks that decode masks (as the job finds it)
+        vae = find_vae(None, cfg.model) if any(get_task(task).decodes_masks for task in cfg.tasks) else None
         processor = load_processor(cfg.model)
         target = prepare_target(cfg.output, cfg.overwrite)
         placement = place_model(cfg)
@@ -66,7 +70,7 @@ def run_pipeline(model_dir: str, input_uri: str, output_uri: str, tasks: list[st
             cpu_before = tree_cpu_seconds()
             started = time.perf_counter()
             ds = build_dataset(cfg, inputs, image_size_of(processor), int(processor.image_processor.resample),
-                               placement, "benchmark", None, options)
+                               placement, "benchmark", vae, options)
             write_annotations(ds, target)
             finished = time.perf_counter()
             cpu_seconds = tree_cpu_seconds() - cpu_before
