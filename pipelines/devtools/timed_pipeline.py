@@ -43,14 +43,14 @@ def run_pipeline(model_dir: str, input_uri: str, output_uri: str, tasks: list[st
     import ray
 
     from pipelines.build import build_dataset
-    from pipelines.model.mask_decoder import find_vae
-    from pipelines.tasks.registry import get_task
     from pipelines.model.load import image_size_of, load_processor
+    from pipelines.model.mask_decoder import find_vae
     from pipelines.placement import place_model
     from pipelines.stages.generate import StageOptions
     from pipelines.stages.write import write_annotations
     from pipelines.storage.inputs import resolve_inputs
     from pipelines.storage.output import prepare_target, summarize
+    from pipelines.tasks.registry import get_task
 
     cfg = JobConfig(input=input_uri, output=output_uri, tasks=tasks, classes=classes, model=model_dir,
                     batch_size=batch_size, num_actors=num_actors, overwrite=True, **(job_fields or {}))
