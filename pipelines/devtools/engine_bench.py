@@ -99,14 +99,11 @@ def write_natural_images(directory: Path, count: int, seed: int = 4242) -> list[
     return paths
 
 
-def _rate(images: int, seconds: float) -> float:
-    return round(images / seconds, 4) if seconds > 0 else 0.0
-
-
 def run_case(engines: list[str], model_dir: str, image_dir: Path, paths: list[str], tasks: list[str],
              classes: list[str], batch_size: int, fixed_length: bool, workdir: Path,
              budgets: dict[str, int] | None = None) -> dict:
     """Both measurements for each engine on one case; per engine its figures, then the ratios to the first."""
+    from pipelines.devtools.benchmark import _rate
     budgets = {task: n for task, n in (budgets or {}).items() if task in tasks}
     results = {}
     for engine in engines:

@@ -97,8 +97,7 @@ class VllmEngine:
                 os.environ.setdefault(name, value)  # set before vLLM reads them; the user's own values win
         from vllm import LLM  # noqa: PLC0415 - optional dependency
 
-        refuse_pickle_only(model)
-        self.processor = load_processor(model, revision)
+        self.processor = load_processor(model, revision)  # refuses a pickle-only directory, as load_model does
         self.fixed_length = fixed_length
         tokenizer = self.processor.tokenizer
         image_tokens = int(self.processor.image_seq_length)
