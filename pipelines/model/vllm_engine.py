@@ -35,6 +35,11 @@ from pipelines.model.load import (
     model_source,
     refuse_pickle_only,
 )
+from pipelines.model.vllm_numerics import (
+    TRANSFORMERS_NUMERICS,
+    WHOLE_PROMPT_SETTINGS,
+    prompt_attends_bidirectionally_on_cpu,
+)
 from schemas.job import VllmSettings
 
 INSTALL_HINT = ("--engine vllm needs vLLM in the job's environment: pip install -e '.[vllm]' (a CUDA build, for GPU "
@@ -95,6 +100,7 @@ class VllmEngine:
         if device.type == "cpu":
             for name, value in CPU_ENVIRONMENT.items():
                 os.environ.setdefault(name, value)  # set before vLLM reads them; the user's own values win
+            prompt_attends_bidirectionally_on_cpu()  # in this process: vLLM's CPU engine core runs here
         from vllm import LLM  # noqa: PLC0415 - optional dependency
 
         self.processor = load_processor(model, revision)  # refuses a pickle-only directory, as load_model does
@@ -117,6 +123,8 @@ class VllmEngine:
                 load_format="safetensors",  # never unpickle weights (see pipelines.model.load)
                 trust_remote_code=False,
                 seed=0,
+                hf_overrides=TRANSFORMERS_NUMERICS,
+                **WHOLE_PROMPT_SETTINGS,
             )
         except Exception as err:
             raise ModelLoadError(f"vLLM cannot load {model!r}: {str(err).strip().splitlines()[0]}") from err

