@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from pipelines.build import build_dataset
 from pipelines.driver.cli import one_line
 from pipelines.driver.plan import plan_summary
-from pipelines.model.load import ModelLoadError, image_size_of, load_processor
+from pipelines.model.load import ModelLoadError, image_size_of, load_config, load_processor
+from pipelines.model.quantization import check_quantization
 from pipelines.model.mask_decoder import VaeLoadError, find_vae, load_mask_decoder, missing_vae_message
 from pipelines.model.vllm_engine import check_vllm_checkpoint
 from pipelines.placement import GpuWait, place_model, placement_summary, start_actor_log
@@ -93,6 +94,7 @@ def check_job(cfg: JobConfig) -> CheckedJob:
     inputs = resolve_job_inputs(cfg)
     check_parquet_columns(inputs, cfg)
     processor = load_processor(cfg.model, cfg.revision)
+    check_quantization(cfg.quantization, load_config(cfg.model, cfg.revision))
     target = prepare_target(cfg.output, cfg.overwrite, cfg.partition_key_value,
                             job_identity(cfg) if cfg.resume else None)
     return CheckedJob(
@@ -117,6 +119,7 @@ def job_fields(cfg: JobConfig) -> dict:
         "partition": cfg.partition,
         "model": cfg.model_name,
         "dtype": cfg.dtype,
+        "quantization": cfg.quantization,
         "engine": cfg.engine,
         "tasks": cfg.tasks,
     }
@@ -260,7 +263,10 @@ def describe(summary: dict) -> str:
         return (f"plan: {summary['images']} images in {summary['input_files']} {summary['input_kind']} files -> "
                 f"{summary['requests']} requests; "
                 + (f"about {hours} GPU-hours at {summary['requests_per_gpu_s']} requests/s per GPU"
-                   if hours is not None else "GPU-hours unknown: pass --requests-per-gpu-s"))
+                   if hours is not None else "GPU-hours unknown: pass --requests-per-gpu-s")
+                + (f"; model weights {summary['model_weights_mib_per_actor']} MiB per actor "
+                   f"({summary['model_weights_dtype']}, quantization {summary['quantization']})"
+                   if summary.get("model_weights_mib_per_actor") is not None else ""))
     if summary["status"] != "succeeded":
         return f"error: {summary['error']}"
     counts = ", ".join(

@@ -102,6 +102,10 @@ class JobConfig(BaseModel):
     dtype: Literal["auto", "bfloat16", "float32"] = Field(
         default="auto", description="The model's weights and activations: auto is bfloat16 on a GPU and float32 "
         "on CPU.")
+    quantization: Literal["none", "8bit", "4bit"] = Field(
+        default="none", description="The language model's linear layers in 8-bit (LLM.int8) or 4-bit (NF4, computed "
+        "in --dtype) with bitsandbytes, quantized as the model loads; a checkpoint saved quantized (jobs/quantize.py) "
+        "needs the quantization it was saved with. --engine transformers only.")
     engine: Literal["transformers", "vllm"] = Field(
         default="transformers", description="The model stage's engine. transformers: generate in static batches of "
         "one task each; vllm: one vLLM engine per model actor, given each batch's requests at once (continuous "
@@ -230,6 +234,9 @@ class JobConfig(BaseModel):
             raise ValueError("--num-actors fixes the pool's size; give it, or --min-actors/--max-actors, not both")
         if self.min_actors and self.max_actors and self.min_actors > self.max_actors:
             raise ValueError(f"--min-actors {self.min_actors} is more than --max-actors {self.max_actors}")
+        if self.engine == "vllm" and self.quantization != "none":
+            raise ValueError("--quantization is for --engine transformers: the vLLM engine's bitsandbytes path is not "
+                             "built or tested here (it would quantize in vLLM's own loader); use --engine transformers")
         if self.engine != "vllm":
             given = [field for field in VLLM_FIELDS if getattr(self, field) is not None]
             if given:

@@ -1,6 +1,7 @@
 """What a run would do, from the input listing alone: images, shards, requests, GPU-hours.
 
-Reads only file listings and metadata (Parquet footers, tar headers): no model, no Ray.
+Reads only file listings and metadata (Parquet footers, tar headers) and the checkpoint's config: no
+weights, no Ray.
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ import tarfile
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import torch
+
+from pipelines.model.load import ModelLoadError, load_config, model_dtype
+from pipelines.model.quantization import weight_bytes
 
 from pipelines.storage.inputs import InputFiles
 from pipelines.tasks.base import TaskSpec
@@ -50,6 +55,18 @@ def count_inputs(plan: InputFiles, question_column: str | None = None) -> tuple[
     return images, questions
 
 
+def model_memory(cfg: JobConfig) -> dict:
+    """The model's weights per model actor, computed from the checkpoint's config for --dtype (auto: as on
+    a GPU) and --quantization; the KV cache and activations come on top (docs/operations-and-clusters.md)."""
+    dtype = model_dtype(cfg.dtype, torch.device("cpu" if cfg.device == "cpu" else "cuda"))
+    try:
+        parts = weight_bytes(load_config(cfg.model, cfg.revision), cfg.quantization, dtype)
+    except ModelLoadError as err:
+        return {"model_weights_mib_per_actor": None, "model_weights_note": str(err)}
+    return {"model_weights_mib_per_actor": round(parts["total"] / 2**20, 3),
+            "model_weights_dtype": str(dtype).removeprefix("torch."), "quantization": cfg.quantization}
+
+
 def plan_summary(cfg: JobConfig, plan: InputFiles, tasks: list[TaskSpec]) -> dict:
     """The plan's figures: inputs, requests per task (one per image and prompt) and GPU-hours."""
     options = cfg.prompt_options()
@@ -75,4 +92,5 @@ def plan_summary(cfg: JobConfig, plan: InputFiles, tasks: list[TaskSpec]) -> dic
         "requests_per_gpu_s": rate,
         "estimated_gpu_hours": round(total / rate / 3600, 3) if rate else None,
         "estimate_note": None if rate else NO_THROUGHPUT,
+        **model_memory(cfg),
     }

@@ -36,15 +36,16 @@ class TransformersEngine:
     share_vision: encode each image once per call and give the features to every task's `generate`,
         instead of letting each call run the vision tower on its own copy.
     fixed_length: benchmarks only: generate exactly each request's budget (`min_new_tokens`).
+    quantization: none, 8bit or 4bit weights (pipelines.model.quantization).
     """
 
     name = "transformers"
 
     def __init__(self, model: str, revision: str | None, device: torch.device, dtype: str, batch_size: int,
-                 share_vision: bool = True, fixed_length: bool = False):
+                 share_vision: bool = True, fixed_length: bool = False, quantization: str = "none"):
         self.device = device
         self.processor = load_processor(model, revision)
-        self.model = load_model(model, revision, device, dtype)
+        self.model = load_model(model, revision, device, dtype, quantization)
         self.batch_size = batch_size
         self.share_vision = share_vision
         self.fixed_length = fixed_length

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import torch
 from huggingface_hub import HfApi
-from transformers import PaliGemmaForConditionalGeneration, PaliGemmaProcessor
+from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
+
+from pipelines.model.quantization import quantization_config, stored_quantization
 
 HUB_PROBE_TIMEOUT_S = 10
 
@@ -83,6 +85,21 @@ def refuse_pickle_only(model: str) -> None:
             "(load them where you trust the file, then save_pretrained(dir) writes model.safetensors).")
 
 
+def load_config(model: str, revision: str | None) -> PaliGemmaConfig:
+    """The checkpoint's config alone (no weights), for the checks made before Ray starts."""
+    if _is_local(model) and not Path(model_source(model)).is_dir():
+        raise ModelLoadError(f"model directory {model!r} does not exist")
+    if not _is_local(model):
+        try:  # a copy in the local Hugging Face cache needs no network
+            return PaliGemmaConfig.from_pretrained(model, revision=revision, local_files_only=True)
+        except Exception:
+            _probe_hub(model, revision)
+    try:
+        return PaliGemmaConfig.from_pretrained(model_source(model), revision=revision)
+    except Exception as err:
+        raise explain_load_error(model, err) from err
+
+
 def model_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """`--dtype` on `device`: auto is bf16 on CUDA (what PaliGemma was trained and served in) and fp32 on
     CPU (where bf16 matmuls are slow on most processors); bfloat16 and float32 are taken as they are."""
@@ -91,11 +108,17 @@ def model_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return {"bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
 
 
-def load_model(model: str, revision: str | None, device: torch.device,
-               dtype: str = "auto") -> PaliGemmaForConditionalGeneration:
-    """The model in eval mode on `device`, in `model_dtype(dtype, device)`; safetensors only, no remote code."""
+def load_model(model: str, revision: str | None, device: torch.device, dtype: str = "auto",
+               quantization: str = "none") -> PaliGemmaForConditionalGeneration:
+    """The model in eval mode on `device`, in `model_dtype(dtype, device)`; safetensors only, no remote code.
+
+    quantization: "8bit" or "4bit" quantizes the language model's linear layers while loading
+    (pipelines.model.quantization); a checkpoint saved quantized loads as it was saved."""
     refuse_pickle_only(model)
     dtype = model_dtype(dtype, device)
+    # A checkpoint saved quantized carries its own quantization_config.
+    stored = stored_quantization(load_config(model, revision))
+    config = quantization_config(quantization, dtype) if stored == "none" else None
     try:
         loaded = PaliGemmaForConditionalGeneration.from_pretrained(
             model_source(model),
@@ -103,10 +126,13 @@ def load_model(model: str, revision: str | None, device: torch.device,
             dtype=dtype,
             use_safetensors=True,  # refuse pickle checkpoints: loading one can run arbitrary code
             trust_remote_code=False,
+            # bitsandbytes places the weights as it quantizes them; they cannot be moved afterwards.
+            **({"quantization_config": config} if config else {}),
+            **({"device_map": {"": device}} if quantization != "none" else {}),
         )
     except Exception as err:
         raise explain_load_error(model, err) from err
-    return loaded.to(device).eval()
+    return loaded.eval() if quantization != "none" else loaded.to(device).eval()
 
 
 def image_size_of(processor: PaliGemmaProcessor) -> int:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import torch
 from PIL import Image
-from transformers import GenerationConfig, PaliGemmaConfig
+from transformers import GenerationConfig
 
 from pipelines.model.generation import (
     Generation,
@@ -29,7 +29,7 @@ from pipelines.model.generation import (
 )
 from pipelines.model.load import (
     ModelLoadError,
-    explain_load_error,
+    load_config,
     load_processor,
     model_dtype,
     model_source,
@@ -68,10 +68,7 @@ def check_vllm_checkpoint(model: str, revision: str | None) -> None:
     if not vllm_available():
         raise ValueError(INSTALL_HINT)
     refuse_pickle_only(model)
-    try:
-        config = PaliGemmaConfig.from_pretrained(model_source(model), revision=revision)
-    except Exception as err:
-        raise explain_load_error(model, err) from err
+    config = load_config(model, revision)
     if not config.text_config.tie_word_embeddings:
         raise ModelLoadError(
             f"{model!r} has an output head of its own (tie_word_embeddings is false), which vLLM's Gemma 2 cannot "

@@ -63,7 +63,8 @@ class _NoModel:
 
 
 def load_engine(engine: str, model: str, revision: str | None, device: torch.device, dtype: str, batch_size: int,
-                stage_options: StageOptions, max_new_tokens: int, vllm_settings: VllmSettings | None = None):
+                stage_options: StageOptions, max_new_tokens: int, vllm_settings: VllmSettings | None = None,
+                quantization: str = "none"):
     """The engine that answers the stage's requests (see pipelines.model.generation); `max_new_tokens` is
     the largest budget of the job's tasks."""
     if stage_options.benchmark_without_model:
@@ -74,7 +75,7 @@ def load_engine(engine: str, model: str, revision: str | None, device: torch.dev
         return VllmEngine(model, revision, device, dtype, vllm_settings or VllmSettings(), max_new_tokens,
                           fixed_length=stage_options.fixed_length)
     return TransformersEngine(model, revision, device, dtype, batch_size, share_vision=stage_options.share_vision,
-                              fixed_length=stage_options.fixed_length)
+                              fixed_length=stage_options.fixed_length, quantization=quantization)
 
 
 class GenerateStage:
@@ -101,6 +102,7 @@ class GenerateStage:
         actor_log: ray.actor.ActorHandle | None = None,
         engine: str = "transformers",
         vllm_settings: VllmSettings | None = None,
+        quantization: str = "none",
     ):
         # On a GPU Ray sets CUDA_VISIBLE_DEVICES to this actor's GPU. A node whose GPUs are only declared
         # (Ray's test clusters) runs torch on CPU; the actor's record says which it was.
@@ -114,7 +116,7 @@ class GenerateStage:
         if needs_vae and not vae:
             raise ValueError(f"tasks {needs_vae} need the mask decoder file (vae)")
         self.engine = load_engine(engine, model, revision, self.device, dtype, batch_size, stage_options,
-                                  max(task.budget(options) for task in self.tasks), vllm_settings)
+                                  max(task.budget(options) for task in self.tasks), vllm_settings, quantization)
         without_model = stage_options.benchmark_without_model
         self.mask_decoder = load_mask_decoder(vae, self.device) if needs_vae and not without_model else None
         if actor_log is not None:

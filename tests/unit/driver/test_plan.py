@@ -63,3 +63,19 @@ def test_plan_reports_each_tasks_token_budget_with_overrides(tmp_path):
     assert summary["max_new_tokens_per_task"] == {"detect": 900, "caption": 32}
     refused = run_job({**flags, "max_new_tokens": "ocr=10"})
     assert refused["status"] == "refused" and "--max-new-tokens names ocr" in refused["error"]
+
+
+def test_plan_gives_the_model_weights_per_actor_for_dtype_and_quantization(tmp_path, tiny_model_dir):
+    flags = {"input": SAMPLES, "output": str(tmp_path / "out"), "tasks": "caption", "model": tiny_model_dir,
+             "plan": True}
+    sizes = {}
+    for dtype, quantization in (("float32", "none"), ("bfloat16", "none"), ("float32", "8bit"), ("float32", "4bit")):
+        summary = run_job({**flags, "dtype": dtype, "quantization": quantization})
+        assert (summary["quantization"], summary["model_weights_dtype"]) == (quantization, dtype)
+        sizes[dtype, quantization] = summary["model_weights_mib_per_actor"]
+    assert sizes["float32", "none"] > sizes["float32", "8bit"] > sizes["float32", "4bit"]
+    assert sizes["bfloat16", "none"] == pytest.approx(sizes["float32", "none"] / 2, rel=1e-3)
+    # auto: as on a GPU, bfloat16; a model that cannot be read leaves the figure out, saying why
+    assert run_job(flags)["model_weights_dtype"] == "bfloat16"
+    missing = run_job({**flags, "model": str(tmp_path / "no-such-model")})
+    assert missing["model_weights_mib_per_actor"] is None and "does not exist" in missing["model_weights_note"]

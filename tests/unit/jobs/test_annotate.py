@@ -51,6 +51,8 @@ def test_list_flags_are_split():
          "-e '.[vllm]'"),
         (["--tasks", "caption", "--max-num-seqs", "8"],
          "--max-num-seqs sets the vLLM engine; give it with --engine vllm"),
+        (["--tasks", "caption", "--quantization", "4bit", "--engine", "vllm"],
+         "--quantization is for --engine transformers"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line_before_ray_starts(extra, message, tmp_path, capsys, monkeypatch,
@@ -101,3 +103,17 @@ def test_vllm_refuses_a_checkpoint_with_its_own_output_head_before_ray_starts(tm
     assert load_job().main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "has an output head of its own (tie_word_embeddings is false)" in err and "--engine transformers" in err
+
+
+@pytest.mark.parametrize("flags", [[], ["--quantization", "4bit"]])
+def test_a_checkpoint_saved_in_8bit_needs_quantization_8bit_before_ray_starts(flags, tmp_path, capsys, monkeypatch,
+                                                                             tiny_model_dir):
+    from pipelines.model.quantization import save_quantized
+
+    saved = save_quantized(tiny_model_dir, None, "8bit", "auto", str(tmp_path / "tiny-8bit"))["output"]
+    capsys.readouterr()  # the save's own progress output
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray was started"))
+    argv = ["--input", SAMPLES, "--output", str(tmp_path / "out"), "--model", saved, "--tasks", "caption"]
+    assert load_job().main(argv + flags) == 2
+    err = capsys.readouterr().err.strip()
+    assert "the checkpoint is stored quantized (8bit); give --quantization 8bit to load it" in err and "\n" not in err

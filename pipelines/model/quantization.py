@@ -1,0 +1,127 @@
+"""8-bit and 4-bit weights with bitsandbytes, as the PaliGemma model cards load them, for the transformers
+engine: quantized when a checkpoint is loaded, or read back from a checkpoint saved already quantized.
+
+- `8bit`: LLM.int8 (`load_in_8bit`): a linear layer's weights in int8 with one scale per output row.
+- `4bit`: NF4 (`bnb_4bit_quant_type="nf4"`), computed in the dtype `--dtype` gives, one absmax scale per
+  block of 64 weights; no double quantization (it saves 0.4 bits per weight, about 0.15 GB of a 3B model,
+  and costs a dequantization step per layer on every call).
+
+Only the language model's linear layers are quantized. The vision tower and the projector stay in the
+compute dtype: the vision tower is 0.4B of PaliGemma 2 3B's 3.0B parameters, and quantizing it too cost
+quality on the shapes checkpoint while saving little (measured in docs/performance.md, "Quantization").
+The embedding (which is also the output head) is never quantized by bitsandbytes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Literal
+
+import torch
+from transformers import BitsAndBytesConfig, PaliGemmaConfig, PaliGemmaForConditionalGeneration
+
+Quantization = Literal["none", "8bit", "4bit"]
+QUANTIZATIONS: tuple[str, ...] = ("none", "8bit", "4bit")
+# Modules left in the compute dtype (see the module docstring), as transformers matches them: a module
+# name that starts with one of these (up to a dot) or ends with it. lm_head is tied to the embedding.
+UNQUANTIZED_MODULES = ["model.vision_tower", "model.multi_modal_projector", "lm_head"]
+NF4_BLOCK = 64  # weights per absmax scale in bitsandbytes' 4-bit formats
+INSTALL_HINT = "--quantization needs bitsandbytes and accelerate in the job's environment: pip install -e ."
+
+
+def quantization_config(quantization: str, compute_dtype: torch.dtype,
+                        unquantized: list[str] | None = None) -> BitsAndBytesConfig | None:
+    """transformers' `quantization_config` for `quantization`, None for "none"."""
+    skip = UNQUANTIZED_MODULES if unquantized is None else unquantized
+    if quantization == "none":
+        return None
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+    if quantization == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype,
+                                  bnb_4bit_use_double_quant=False, llm_int8_skip_modules=skip)
+    raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
+
+
+def stored_quantization(config: PaliGemmaConfig) -> str:
+    """How a checkpoint's weights are stored: "8bit" or "4bit" when it was saved quantized, else "none"."""
+    stored = getattr(config, "quantization_config", None)
+    if stored is None:
+        return "none"
+    stored = stored if isinstance(stored, dict) else stored.to_dict()
+    if stored.get("quant_method") != "bitsandbytes":
+        return f"{stored.get('quant_method')} (not bitsandbytes)"
+    return "8bit" if stored.get("load_in_8bit") else "4bit" if stored.get("load_in_4bit") else "none"
+
+
+def check_quantization(quantization: str, config: PaliGemmaConfig) -> None:
+    """What would fail in every model actor, found before Ray starts: a missing library, or a checkpoint
+    stored in another quantization than the one asked for (it loads only as it was saved)."""
+    stored = stored_quantization(config)
+    if stored != "none" and stored != quantization:
+        raise ValueError(f"the checkpoint is stored quantized ({stored}); give --quantization {stored} to load it "
+                         "(a quantized checkpoint loads only as it was saved), or use the unquantized checkpoint")
+    if quantization != "none" and not all(importlib.util.find_spec(name) for name in ("bitsandbytes", "accelerate")):
+        raise ValueError(INSTALL_HINT)
+
+
+def _left_unquantized(name: str, skip: list[str]) -> bool:
+    return any(name == key or name.startswith(key + ".") or name.endswith(key) for key in skip)
+
+
+def weight_bytes(config: PaliGemmaConfig, quantization: str, dtype: torch.dtype,
+                 unquantized: list[str] | None = None) -> dict[str, int]:
+    """The model's weights in memory, computed from its config (no weights loaded): bytes per part
+    (vision_tower, multi_modal_projector, language_model) and `total`.
+
+    int8: one byte per quantized weight + a float32 scale per output row; nf4: half a byte per weight + a
+    float32 absmax per block of 64; every other parameter in `dtype`."""
+    skip = UNQUANTIZED_MODULES if unquantized is None else unquantized
+    with torch.device("meta"):
+        model = PaliGemmaForConditionalGeneration(config)
+    itemsize = torch.tensor([], dtype=dtype).element_size()
+    quantized_weights = set()
+    if quantization != "none":
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear) and not _left_unquantized(name, skip):
+                quantized_weights.add(id(module.weight))
+    parts: dict[str, int] = {}
+    for name, param in model.named_parameters():  # a tied weight is listed once
+        part = next((p for p in ("vision_tower", "multi_modal_projector", "language_model") if p in name), "other")
+        if id(param) not in quantized_weights:
+            size = param.numel() * itemsize
+        elif quantization == "8bit":
+            size = param.numel() + param.shape[0] * 4
+        else:
+            size = param.numel() // 2 + -(-param.numel() // NF4_BLOCK) * 4
+        parts[part] = parts.get(part, 0) + size
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def save_quantized(model: str, revision: str | None, quantization: str, dtype: str, output: str,
+                   device: str = "cpu") -> dict:
+    """Quantize a checkpoint once and save it with bitsandbytes' serialization (`save_pretrained`), with its
+    processor and, for a local directory, its mask decoder file: model actors then load it quantized instead
+    of quantizing on every start. Returns what was written."""
+    import shutil  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from pipelines.model.load import load_config, load_model, load_processor  # noqa: PLC0415 - load imports this
+    from pipelines.model.mask_decoder import find_vae  # noqa: PLC0415
+
+    if quantization == "none":
+        raise ValueError("give --quantization 8bit or 4bit")
+    check_quantization(quantization, load_config(model, revision))
+    target = Path(output)
+    if target.exists() and any(target.iterdir()):
+        raise ValueError(f"{output!r} exists and is not empty; give a new directory")
+    loaded = load_model(model, revision, torch.device(device), dtype, quantization)
+    loaded.save_pretrained(target)
+    load_processor(model, revision).save_pretrained(target)
+    vae = find_vae(None, model)
+    if vae:
+        shutil.copy2(vae, target / Path(vae).name)
+    weights = sum(path.stat().st_size for path in target.glob("*.safetensors"))
+    return {"output": str(target), "quantization": quantization, "weights_bytes": weights,
+            "mask_decoder": Path(vae).name if vae else None}
