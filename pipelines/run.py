@@ -17,8 +17,8 @@ from pipelines.build import build_dataset
 from pipelines.driver.cli import one_line
 from pipelines.driver.plan import plan_summary
 from pipelines.model.load import ModelLoadError, image_size_of, load_config, load_processor
-from pipelines.model.quantization import check_quantization
 from pipelines.model.mask_decoder import VaeLoadError, find_vae, load_mask_decoder, missing_vae_message
+from pipelines.model.quantization import check_quantization
 from pipelines.model.vllm_engine import check_vllm_checkpoint
 from pipelines.placement import GpuWait, place_model, placement_summary, start_actor_log
 from pipelines.stages.write import write_annotations

@@ -114,8 +114,8 @@ class JobConfig(BaseModel):
         default=None, ge=1, description="--engine vllm: the most sequences vLLM decodes at once (default 256).")
     gpu_memory_utilization: float | None = Field(
         default=None, gt=0, le=1, description="--engine vllm: the fraction of a GPU's memory the engine may take for "
-        "weights, activations and KV cache (default 0.9); on a CPU actor, the fraction of the node's RAM reserved "
-        "for the KV cache (default 0.15).")
+        "weights, activations and KV cache (default 0.9); on a CPU actor, the fraction of the node's RAM its process "
+        "may hold in all (default: none, and the KV cache alone gets 0.15 of the RAM).")
     max_model_len: int | None = Field(
         default=None, ge=1, description="--engine vllm: the longest sequence, image tokens + prompt + answer "
         "(default: the model's image tokens + 258 + the largest token budget of the job's tasks); a request longer "

@@ -15,7 +15,6 @@ import torch
 
 from pipelines.model.load import ModelLoadError, load_config, model_dtype
 from pipelines.model.quantization import weight_bytes
-
 from pipelines.storage.inputs import InputFiles
 from pipelines.tasks.base import TaskSpec
 from schemas.job import JobConfig

@@ -53,9 +53,12 @@ PROMPT_TOKENS = 256
 # its threads to all of the node's cores, none kept back for the engine core, which waits while the worker
 # computes. A GPU actor keeps vLLM's defaults (an engine core process overlapping with the GPU).
 CPU_ENVIRONMENT = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
-# On a CPU actor vLLM reserves this fraction of the node's RAM for its KV cache (its default, 0.92, was
-# refused on a 24 GiB machine); on a GPU, the fraction of the GPU's memory it may take in all.
-DEFAULT_MEMORY_FRACTION = {"cuda": 0.9, "cpu": 0.15}
+# On a GPU, the fraction of the GPU's memory vLLM may take in all (weights, activations, KV cache). On a
+# CPU actor vLLM reads --gpu-memory-utilization as the fraction of the node's RAM its process may hold in
+# all, weights included, which no one default fits (0.15 of 24 GiB held the shapes checkpoint but not the
+# 3B's 12 GB of fp32 weights); by default its KV cache alone gets this fraction of the RAM instead.
+GPU_MEMORY_FRACTION = 0.9
+CPU_KV_CACHE_FRACTION = 0.15
 
 
 def vllm_available() -> bool:
@@ -104,7 +107,12 @@ class VllmEngine:
         self.fixed_length = fixed_length
         tokenizer = self.processor.tokenizer
         image_tokens = int(self.processor.image_seq_length)
-        memory = settings.gpu_memory_utilization or DEFAULT_MEMORY_FRACTION[device.type]
+        if device.type == "cpu" and settings.gpu_memory_utilization is None:
+            import psutil  # noqa: PLC0415 - a vLLM dependency
+
+            memory = {"kv_cache_memory_bytes": int(CPU_KV_CACHE_FRACTION * psutil.virtual_memory().total)}
+        else:
+            memory = {"gpu_memory_utilization": settings.gpu_memory_utilization or GPU_MEMORY_FRACTION}
         self.max_model_len = settings.max_model_len or max_model_len(image_tokens, max_new_tokens)
         try:
             self.llm = LLM(
@@ -113,7 +121,7 @@ class VllmEngine:
                 dtype=str(model_dtype(dtype, device)).removeprefix("torch."),
                 max_model_len=self.max_model_len,
                 max_num_seqs=settings.max_num_seqs,
-                gpu_memory_utilization=memory,
+                **memory,
                 # CUDA graphs on a GPU; on CPU eager mode starts faster and ran as fast here.
                 enforce_eager=device.type != "cuda",
                 limit_mm_per_prompt={"image": 1},

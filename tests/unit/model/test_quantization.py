@@ -37,18 +37,23 @@ def test_the_configs_say_what_the_flag_says():
 
 
 @pytest.mark.parametrize("quantization, kind", [("8bit", "Linear8bitLt"), ("4bit", "Linear4bit")])
-def test_only_the_language_model_is_quantized_and_the_footprint_is_as_computed(quantization, kind, tiny_model_dir):
+def test_every_linear_layer_but_the_head_is_quantized_and_the_footprint_is_as_computed(quantization, kind,
+                                                                                      tiny_model_dir):
     model = load_model(tiny_model_dir, None, CPU, "float32", quantization)
-    assert linear_kinds(model) == {"language_model": {kind}, "vision_tower": {"Linear"},
-                                   "multi_modal_projector": {"Linear"}}
+    assert linear_kinds(model) == {"language_model": {kind}, "vision_tower": {kind}, "multi_modal_projector": {kind}}
+    assert type(model.lm_head) is torch.nn.Linear and model.lm_head.weight is model.get_input_embeddings().weight
     computed = weight_bytes(PaliGemmaConfig.from_pretrained(tiny_model_dir), quantization, torch.float32)
     assert computed["total"] == pytest.approx(model.get_memory_footprint(), rel=0.02)
     unquantized = load_model(tiny_model_dir, None, CPU, "float32")
     # get_memory_footprint counts buffers too (rotary frequencies): a few hundred bytes
     assert weight_bytes(unquantized.config, "none", torch.float32)["total"] == pytest.approx(
         unquantized.get_memory_footprint(), abs=1024)
-    assert computed["vision_tower"] == weight_bytes(unquantized.config, "none", torch.float32)["vision_tower"]
-    assert computed["language_model"] < weight_bytes(unquantized.config, "none", torch.float32)["language_model"]
+    full = weight_bytes(unquantized.config, "none", torch.float32)
+    assert computed["vision_tower"] < full["vision_tower"] and computed["language_model"] < full["language_model"]
+    # the part left out of quantization is kept whole
+    only_language = weight_bytes(unquantized.config, quantization, torch.float32,
+                                 ["model.vision_tower", "model.multi_modal_projector", "lm_head"])
+    assert only_language["vision_tower"] == full["vision_tower"]
 
 
 def test_a_saved_quantized_checkpoint_loads_as_saved_with_the_same_answers(tiny_model_dir, tmp_path):
