@@ -4,13 +4,16 @@ Needs only torch and transformers (vLLM measured where it is importable): no Ray
 on a bare GPU machine. The PaliGemma 2 3B architecture (random weights, bf16 on CUDA) at each
 resolution, every answer forced to its budget (`detect car` 40 tokens, `caption en` 32, as the CPU
 figures in docs/performance.md), all requests handed to the engine at once after a warm-up pass, each
-engine in a fresh process (its load time and memory peaks its own).
+engine in a fresh process (its load time and memory peaks its own). The transformers engine is also
+measured at each `--quantization` asked for (bitsandbytes, where it is installed). A setup that fails
+(no bitsandbytes, too little memory) is recorded with its error and the others still run.
 Images per second per GPU, and the fraction of the roofline: achieved linear-layer FLOP/s over the
 accelerator's peak (`flops_per_image` counts the vision tower, each prefill and each decoding step).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import shutil
 import tempfile
@@ -34,17 +37,18 @@ def engines_here() -> list[str]:
     return ["transformers"] + (["vllm"] if importlib.util.find_spec("vllm") else [])
 
 
-def _engine(name: str, model_dir: str, device: torch.device, batch_size: int, budget: int):
+def _engine(name: str, model_dir: str, device: torch.device, batch_size: int, budget: int, quantization: str):
     if name == "vllm":
         from pipelines.model.vllm_engine import VllmEngine
         from schemas.job import VllmSettings
 
         return VllmEngine(model_dir, None, device, "auto", VllmSettings(), budget, fixed_length=True)
-    return TransformersEngine(model_dir, None, device, "auto", batch_size, fixed_length=True)
+    return TransformersEngine(model_dir, None, device, "auto", batch_size, fixed_length=True,
+                              quantization=quantization)
 
 
 def measure(model_dir: str, image_size: int, engine: str, images: int, batch_size: int, device: str,
-            peak_tflops: float | None) -> dict:
+            peak_tflops: float | None, quantization: str = "none") -> dict:
     """One engine at one resolution: load time, images/s, memory peaks, roofline fraction."""
     target = torch.device(device)
     rng = np.random.default_rng(0)
@@ -54,9 +58,11 @@ def measure(model_dir: str, image_size: int, engine: str, images: int, batch_siz
     if target.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    loaded = _engine(engine, str(model_dir), target, batch_size, max(budget for _, _, budget in REQUESTS))
+    loaded = _engine(engine, str(model_dir), target, batch_size, max(budget for _, _, budget in REQUESTS),
+                     quantization)
     load_s = time.perf_counter() - started
-    loaded.generate(requests[:2])  # warm-up: kernels, allocator, CUDA graphs
+    # Warm-up (kernels, allocator): two short requests, which on a 2-core CPU take minutes less than full ones.
+    loaded.generate([dataclasses.replace(request, max_new_tokens=2) for request in requests[:2]])
     if target.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
@@ -70,8 +76,9 @@ def measure(model_dir: str, image_size: int, engine: str, images: int, batch_siz
                             [budget for _, _, budget in REQUESTS])["total"]
     rate = images / seconds
     return {
-        "engine": engine, "image_size": image_size, "images": images, "load_s": round(load_s, 2),
-        "seconds": round(seconds, 3), "images_per_s": round(rate, 3),
+        "engine": engine, "quantization": quantization, "image_size": image_size, "images": images,
+        "load_s": round(load_s, 2), "seconds": round(seconds, 3), "images_per_s": round(rate, 3),
+        "seconds_per_image": round(seconds / images, 3),
         "failed_requests": sum(isinstance(answer, BaseException) for answer in answers),
         "gflops_per_image": round(flops / 1e9, 6),
         "roofline_fraction": round(rate * flops / (peak_tflops * 1e12), 4) if peak_tflops else None,
@@ -82,15 +89,22 @@ def measure(model_dir: str, image_size: int, engine: str, images: int, batch_siz
 
 def run_gpu_bench(model: str = "paligemma2-3b", sizes: tuple[int, ...] = (224, 448), images: int = 64,
                   batch_size: int = 32, device: str = "cuda", peak_tflops: float | None = 989.0,
-                  engines: list[str] | None = None) -> list[dict]:
-    """`measure` for every engine here and every resolution, each in a fresh process (its memory its own)."""
+                  engines: list[str] | None = None, quantizations: tuple[str, ...] = ("none",)) -> list[dict]:
+    """`measure` for every engine here (transformers at each quantization) and every resolution, each in a
+    fresh process (its memory its own); a setup that fails gives a row with its `error`."""
+    setups = [(engine, quantization) for engine in engines or engines_here()
+              for quantization in (quantizations if engine == "transformers" else ("none",))]
     results = []
     with tempfile.TemporaryDirectory(prefix="paligemma-gpu-bench-") as workdir:
         for size in sizes:
             # Written on CPU in fp32 (the GPU may not hold a second copy); each engine loads it in --dtype auto.
             model_dir = str(save_benchmark_model(model, size, Path(workdir) / f"{model}-{size}"))
-            for engine in engines or engines_here():
-                results.append(in_fresh_process(measure, model_dir, size, engine, images, batch_size, device,
-                                                peak_tflops))
+            for engine, quantization in setups:
+                try:
+                    results.append(in_fresh_process(measure, model_dir, size, engine, images, batch_size, device,
+                                                    peak_tflops, quantization))
+                except Exception as err:  # noqa: BLE001 - recorded; the other setups still run
+                    results.append({"engine": engine, "quantization": quantization, "image_size": size,
+                                    "error": f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300]}"})
             shutil.rmtree(model_dir)
     return results
