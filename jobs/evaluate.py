@@ -3,7 +3,8 @@
 Prints a table and writes the full report as JSON: COCO mAP@[.5:.95] and mAP@.5 with AP per
 class for `detect` boxes and `segment` boxes and masks (pycocotools), caption exact match and word
 accuracy, and rows per task and status. Rows join ground-truth images on the file name their
-`source_uri` ends with.
+`source_uri` ends with (a path in the ground truth, as labelling tools write it, is matched by its
+tail); ground truth with boxes only scores boxes and says that masks were not scored.
 """
 
 import argparse
@@ -33,9 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     with fsspec.open(args.ground_truth, "r") as f:
         ground_truth = json.load(f)
     rows = read_annotations(args.predictions, COLUMNS).to_pylist()
-    report = evaluate_rows(rows, ground_truth)
-    if args.show:
-        print(format_side_by_side(side_by_side(rows, ground_truth, args.show)) + "\n")
+    try:
+        report = evaluate_rows(rows, ground_truth)
+        shown = side_by_side(rows, ground_truth, args.show) if args.show else []
+    except ValueError as err:  # two ground-truth images that the rows cannot tell apart
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if shown:
+        print(format_side_by_side(shown) + "\n")
     print(format_report(report))
     if args.output:
         with fsspec.open(args.output, "w") as f:

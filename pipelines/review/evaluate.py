@@ -3,7 +3,10 @@
 
 Rows and ground-truth images are joined on the image's file name, the last part of the row's
 `source_uri` (`.../a.png`, `shard.tar#a.png`, or a Parquet URI column holding `a.png`), so the
-same ground truth scores a run wherever its images were stored.
+same ground truth scores a run wherever its images were stored. A ground truth that labelling tools
+wrote names its images by path (Label Studio: `../data/images/a.png`, or `images/13c69b11__a.png` for
+an uploaded file): the name is the path's last part, without Label Studio's upload prefix, and when two
+images share a name the longer common path tail decides (`ImageIndex`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,62 @@ def name_of(source_uri: str) -> str:
     return re.split(r"[/#]", source_uri)[-1]
 
 
+# Label Studio stores an uploaded file as `<8 hex digits>__<original name>`.
+UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}__")
+
+
+def _path_parts(path: str) -> list[str]:
+    """A path or URI's parts, last first, the file name without an upload prefix; no '.' or '..'."""
+    parts = [part for part in re.split(r"[/#\\]", path) if part not in ("", ".", "..")]
+    if parts:
+        parts[-1] = UPLOAD_PREFIX.sub("", parts[-1])
+    return parts[::-1]
+
+
+def _common_tail(a: list[str], b: list[str]) -> int:
+    count = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        count += 1
+    return count
+
+
+class ImageIndex:
+    """Ground-truth image ids by row: the file name the row's `source_uri` ends with; among ground-truth
+    images of that name, the one sharing the longest path tail with it. Two that cannot be told apart
+    raise ValueError, naming both."""
+
+    def __init__(self, images: list[dict]):
+        self.by_name: dict[str, list[tuple[list[str], int]]] = defaultdict(list)
+        for image in images:
+            parts = _path_parts(image["file_name"])
+            self.by_name[parts[0] if parts else ""].append((parts, image["id"]))
+        self.names = {image["id"]: _path_parts(image["file_name"])[0] for image in images}
+        self._cache: dict[str, int | None] = {}
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __call__(self, source_uri: str) -> int | None:
+        if source_uri not in self._cache:
+            self._cache[source_uri] = self._find(source_uri)
+        return self._cache[source_uri]
+
+    def _find(self, source_uri: str) -> int | None:
+        parts = _path_parts(source_uri)
+        candidates = self.by_name.get(parts[0] if parts else "", [])
+        if len(candidates) <= 1:
+            return candidates[0][1] if candidates else None
+        tails = sorted(((_common_tail(parts, image_parts), image_id) for image_parts, image_id in candidates),
+                       reverse=True)
+        if tails[0][0] == tails[1][0]:
+            raise ValueError(f"{source_uri!r} matches two ground-truth images equally well (ids {tails[0][1]} and "
+                             f"{tails[1][1]}, both named {parts[0]!r}): give the ground truth paths that tell "
+                             "them apart")
+        return tails[0][1]
+
+
 def _ground_truth_index(ground_truth: dict) -> COCO:
     coco = COCO()
     coco.dataset = ground_truth
@@ -35,11 +94,11 @@ def _ground_truth_index(ground_truth: dict) -> COCO:
     return coco
 
 
-def coco_results(rows: list[dict], field: str, image_ids: dict[str, int], category_ids: dict[str, int]) -> list[dict]:
+def coco_results(rows: list[dict], field: str, image_ids: ImageIndex, category_ids: dict[str, int]) -> list[dict]:
     """The `boxes` or `masks` of rows as COCO result records (bbox [x, y, w, h] or RLE)."""
     results = []
     for row in rows:
-        image_id = image_ids.get(name_of(row["source_uri"]))
+        image_id = image_ids(row["source_uri"])
         if image_id is None:
             continue
         for item in row[field] or []:
@@ -90,10 +149,9 @@ def word_accuracy(predicted: list[str], expected: list[str]) -> float:
     return matched / max(len(predicted), len(expected))
 
 
-def caption_scores(rows: list[dict], captions: dict[int, str], image_ids: dict[str, int]) -> dict:
+def caption_scores(rows: list[dict], captions: dict[int, str], image_ids: ImageIndex) -> dict:
     """Exact match and mean word accuracy over ground-truth captions; a missing row scores 0."""
-    texts = {name_of(r["source_uri"]): r["text"] for r in rows}
-    predicted = {image_ids[name]: text for name, text in texts.items() if name in image_ids}
+    predicted = {image_ids(r["source_uri"]): r["text"] for r in rows}
     exact, words = [], []
     for image_id, caption in captions.items():
         guess, truth = normalise_caption(predicted.get(image_id)), normalise_caption(caption)
@@ -103,10 +161,17 @@ def caption_scores(rows: list[dict], captions: dict[int, str], image_ids: dict[s
             "word_accuracy": float(np.mean(words)) if words else None, "captions": len(captions)}
 
 
+def truth_of_task(ground_truth: dict, task: str) -> dict:
+    """The ground truth a task is scored against: where annotations name their `task` (this project's COCO
+    export does), only that task's; otherwise all of them."""
+    if not any("task" in annotation for annotation in ground_truth["annotations"]):
+        return ground_truth
+    return ground_truth | {"annotations": [a for a in ground_truth["annotations"] if a.get("task") == task]}
+
+
 def evaluate_rows(rows: list[dict], ground_truth: dict) -> dict:
     """The full report for annotation rows (dicts with LabelRow's columns) against COCO ground truth."""
-    coco = _ground_truth_index(ground_truth)
-    image_ids = {image["file_name"]: image["id"] for image in ground_truth["images"]}
+    image_ids = ImageIndex(ground_truth["images"])
     category_ids = {category["name"]: category["id"] for category in ground_truth["categories"]}
     by_task: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
@@ -117,19 +182,28 @@ def evaluate_rows(rows: list[dict], ground_truth: dict) -> dict:
         "rows": len(rows),
         "rows_per_task_and_status": {task: dict(Counter(r["status"] for r in task_rows))
                                      for task, task_rows in sorted(by_task.items())},
-        "unknown_images": len({name_of(r["source_uri"]) for r in rows} - set(image_ids)),
+        "unknown_images": len({r["source_uri"] for r in rows if image_ids(r["source_uri"]) is None}),
     }
     for task, task_rows in sorted(by_task.items()):
-        seen = {name_of(r["source_uri"]) for r in task_rows}
-        report.setdefault("missing_images", {})[task] = len(set(image_ids) - seen)
+        seen = {image_ids(r["source_uri"]) for r in task_rows}
+        report.setdefault("missing_images", {})[task] = len(set(image_ids.names) - seen)
     if by_task.get("detect"):
-        report["detect"] = coco_average_precision(
-            coco, coco_results(by_task["detect"], "boxes", image_ids, category_ids), "bbox")
+        report["detect"] = coco_average_precision(_ground_truth_index(truth_of_task(ground_truth, "detect")),
+                                                  coco_results(by_task["detect"], "boxes", image_ids, category_ids),
+                                                  "bbox")
     if by_task.get("segment"):
+        truth = truth_of_task(ground_truth, "segment")
         report["segment_boxes"] = coco_average_precision(
-            coco, coco_results(by_task["segment"], "boxes", image_ids, category_ids), "bbox")
-        report["segment_masks"] = coco_average_precision(
-            coco, coco_results(by_task["segment"], "masks", image_ids, category_ids), "segm")
+            _ground_truth_index(truth), coco_results(by_task["segment"], "boxes", image_ids, category_ids), "bbox")
+        # Objects drawn as boxes only have no mask to score against (pycocotools cannot read `[]`).
+        with_masks = [a for a in truth["annotations"] if a.get("segmentation")]
+        if with_masks:
+            report["segment_masks"] = coco_average_precision(
+                _ground_truth_index(truth | {"annotations": with_masks}),
+                coco_results(by_task["segment"], "masks", image_ids, category_ids), "segm")
+            report["segment_masks"]["objects_without_mask"] = len(truth["annotations"]) - len(with_masks)
+        else:
+            report["notes"] = ["the ground truth has boxes only: segment masks are not scored"]
     if by_task.get("caption"):
         captions = {c["image_id"]: c["caption"] for c in ground_truth.get("captions", [])}
         report["caption"] = caption_scores(by_task["caption"], captions, image_ids)
@@ -152,6 +226,7 @@ def format_report(report: dict) -> str:
         caption = report["caption"]
         lines.append(f"{'caption':<14} exact match {caption['exact_match']:.3f}  "
                      f"word accuracy {caption['word_accuracy']:.3f}  ({caption['captions']} captions)")
+    lines += [f"note: {note}" for note in report.get("notes", [])]
     return "\n".join(lines)
 
 
@@ -160,16 +235,16 @@ def side_by_side(rows: list[dict], ground_truth: dict, limit: int) -> list[dict]
     segment box, the ground-truth box of the same label it overlaps most and their IoU; per
     caption, the true caption. For reading a run by eye; the scores above are the measurement."""
     truth = _ground_truth_index(ground_truth)
-    image_ids = {image["file_name"]: image["id"] for image in ground_truth["images"]}
+    image_ids = ImageIndex(ground_truth["images"])
     names = {c["id"]: c["name"] for c in ground_truth["categories"]}
     captions = {c["image_id"]: c["caption"] for c in ground_truth.get("captions", [])}
-    shown = set(sorted({name_of(r["source_uri"]) for r in rows} & set(image_ids))[:limit])
+    matched = sorted({(name_of(r["source_uri"]), r["source_uri"]) for r in rows if image_ids(r["source_uri"])})
+    shown = {uri for _, uri in matched[:limit]}
     lines = []
     for row in sorted(rows, key=lambda r: (name_of(r["source_uri"]), r["task"])):
-        name = name_of(row["source_uri"])
-        if name not in shown:
+        if row["source_uri"] not in shown:
             continue
-        image_id = image_ids[name]
+        name, image_id = name_of(row["source_uri"]), image_ids(row["source_uri"])
         if row["task"] == "caption":
             lines.append({"image": name, "task": "caption", "predicted": row["text"], "truth": captions.get(image_id)})
             continue

@@ -10,6 +10,7 @@ import pyarrow.dataset as pads
 import pytest
 
 from pipelines.review.evaluate import (
+    ImageIndex,
     evaluate_rows,
     format_report,
     format_side_by_side,
@@ -147,3 +148,55 @@ def test_side_by_side_pairs_each_box_with_its_best_truth_of_the_same_label():
     assert caption["predicted"] == caption["truth"] == CAPTIONS["a.png"]
     table = format_side_by_side(lines)
     assert "[22, 5, 30, 20]" in table and "0.43" in table and len(table.splitlines()) == 1 + len(lines)
+
+
+@pytest.mark.parametrize("file_name", [
+    "../../data/upload/shapes/images/{}",  # Label Studio's COCO export of local-storage images
+    "images/13c69b11__{}",  # ... of uploaded images: a hash prefix on the name
+    "{}",
+])
+def test_ground_truth_written_by_labelling_tools_joins_on_the_paths_tail(file_name):
+    truth = ground_truth()
+    truth["images"] = [image | {"file_name": file_name.format(image["file_name"])} for image in truth["images"]]
+    report = evaluate_rows(rows(), truth)
+    assert report["unknown_images"] == 0 and report["missing_images"] == {"caption": 0, "detect": 0, "segment": 0}
+    assert report["detect"]["mAP"] == pytest.approx(1.0) and report["caption"]["exact_match"] == 1.0
+
+
+def test_two_ground_truth_images_of_one_name_are_told_apart_by_their_folders_or_refused():
+    truth = ground_truth()
+    a_image = truth["images"][0]
+    truth["images"] = [a_image | {"file_name": "shards/s.tar/a.png"}, *truth["images"][1:],
+                       a_image | {"id": 99, "file_name": "other/a.png"}]
+    # the rows' gs://bucket/shards/s.tar#a.png shares two parts of its path with the first
+    assert ImageIndex(truth["images"])("gs://bucket/shards/s.tar#a.png") == a_image["id"]
+    assert evaluate_rows(rows(), truth)["missing_images"]["detect"] == 1  # image 99 has no rows
+    ambiguous = [a_image | {"file_name": "x/a.png"}, a_image | {"id": 99, "file_name": "y/a.png"}]
+    with pytest.raises(ValueError, match="matches two ground-truth images equally well"):
+        ImageIndex(ambiguous)("gs://bucket/shards/s.tar#a.png")
+
+
+def test_boxes_only_ground_truth_scores_boxes_and_says_masks_were_not_scored(tmp_path, capsys):
+    """Label Studio's COCO export keeps rectangles with `segmentation: []`: pycocotools crashed on it."""
+    truth = ground_truth()
+    truth["annotations"] = [a | {"segmentation": []} for a in truth["annotations"]]
+    report = evaluate_rows(rows(), truth)
+    assert report["detect"]["mAP"] == pytest.approx(1.0) and report["segment_boxes"]["mAP"] == pytest.approx(1.0)
+    assert "segment_masks" not in report and "masks are not scored" in format_report(report)
+    # some objects with a mask, some without: masks scored against those that have one
+    truth = ground_truth()
+    truth["annotations"][2]["segmentation"] = []
+    report = evaluate_rows([r for r in rows() if name_of(r["source_uri"]) == "a.png"], truth)
+    assert report["segment_masks"]["mAP"] == pytest.approx(1.0)
+    assert report["segment_masks"]["objects_without_mask"] == 1
+
+
+def test_the_projects_own_coco_export_as_ground_truth_scores_each_task_against_its_own_objects():
+    """The export names each annotation's task; detect objects carry `segmentation: []`."""
+    truth = ground_truth()
+    detect_copies = [a | {"id": 100 + a["id"], "segmentation": [], "task": "detect"} for a in truth["annotations"]]
+    truth["annotations"] = [a | {"task": "segment"} for a in truth["annotations"]] + detect_copies
+    report = evaluate_rows(rows(), truth)
+    for key in ("detect", "segment_boxes", "segment_masks"):
+        assert report[key]["mAP"] == pytest.approx(1.0), key
+    assert report["segment_masks"]["objects_without_mask"] == 0
