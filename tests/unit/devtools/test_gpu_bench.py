@@ -18,6 +18,7 @@ def test_each_engine_and_size_gets_a_positive_rate_and_a_roofline_fraction():
 def test_each_quantization_is_measured_and_a_failing_setup_is_recorded_not_fatal():
     rows = run_gpu_bench("tiny", sizes=(32,), images=2, batch_size=2, device="cpu", peak_tflops=None,
                          engines=["transformers"], quantizations=("8bit", "3bit"))
-    assert [(row["engine"], row["quantization"]) for row in rows] == [("transformers", "8bit"), ("transformers", "3bit")]
+    assert [(row["engine"], row["quantization"]) for row in rows] == [("transformers", "8bit"),
+                                                                      ("transformers", "3bit")]
     assert rows[0]["images_per_s"] > 0 and rows[0]["failed_requests"] == 0
     assert "quantization must be one of none, 8bit, 4bit" in rows[1]["error"]
