@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import torch
 
 from pipelines.model.load import ModelLoadError, load_config, model_dtype
-from pipelines.model.quantization import weight_bytes
+from pipelines.model.quantization import unquantized_modules, weight_bytes
 from pipelines.storage.inputs import InputFiles
 from pipelines.tasks.base import TaskSpec
 from schemas.job import JobConfig
@@ -57,9 +57,11 @@ def count_inputs(plan: InputFiles, question_column: str | None = None) -> tuple[
 def model_memory(cfg: JobConfig) -> dict:
     """The model's weights per model actor, computed from the checkpoint's config for --dtype (auto: as on
     a GPU) and --quantization; the KV cache and activations come on top (docs/operations-and-clusters.md)."""
-    dtype = model_dtype(cfg.dtype, torch.device("cpu" if cfg.device == "cpu" else "cuda"))
+    device = "cpu" if cfg.device == "cpu" else "cuda"
+    dtype = model_dtype(cfg.dtype, torch.device(device))
     try:
-        parts = weight_bytes(load_config(cfg.model, cfg.revision), cfg.quantization, dtype)
+        config = load_config(cfg.model, cfg.revision)
+        parts = weight_bytes(config, cfg.quantization, dtype, unquantized_modules(config, cfg.quantization, device))
     except ModelLoadError as err:
         return {"model_weights_mib_per_actor": None, "model_weights_note": str(err)}
     return {"model_weights_mib_per_actor": round(parts["total"] / 2**20, 3),

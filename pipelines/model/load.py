@@ -8,7 +8,7 @@ import torch
 from huggingface_hub import HfApi
 from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
 
-from pipelines.model.quantization import quantization_config, stored_quantization
+from pipelines.model.quantization import quantization_config, stored_quantization, unquantized_modules
 
 HUB_PROBE_TIMEOUT_S = 10
 
@@ -117,8 +117,10 @@ def load_model(model: str, revision: str | None, device: torch.device, dtype: st
     refuse_pickle_only(model)
     dtype = model_dtype(dtype, device)
     # A checkpoint saved quantized carries its own quantization_config.
-    stored = stored_quantization(load_config(model, revision))
-    config = quantization_config(quantization, dtype) if stored == "none" else None
+    model_config = load_config(model, revision)
+    stored = stored_quantization(model_config)
+    config = None if stored != "none" else quantization_config(
+        quantization, dtype, unquantized_modules(model_config, quantization, device.type))
     try:
         loaded = PaliGemmaForConditionalGeneration.from_pretrained(
             model_source(model),

@@ -12,6 +12,11 @@ compute dtype (bitsandbytes quantizes linear layers only). Measured on the shape
 scenes, docs/performance.md, "Quantization"): leaving the vision tower and projector unquantized changed
 no score by more than 0.005 mAP@.5 and ran faster on CPU, but on PaliGemma 2 3B it would keep 0.39 GiB
 (8-bit) or 0.56 GiB (4-bit) more per replica, and saving memory is what the flag is for.
+
+One exception, on CPU at 4-bit: bitsandbytes' CPU kernel (on processors with AVX512-BF16) packs weights
+in blocks of 32 output rows and 64 input columns, and fails on layers of other sizes, as SigLIP-So400m's
+MLP (4,304 wide) is. Such layers stay unquantized there (`unquantized_modules`); on a GPU every layer is
+quantized.
 """
 
 from __future__ import annotations
@@ -28,7 +33,24 @@ QUANTIZATIONS: tuple[str, ...] = ("none", "8bit", "4bit")
 # these (up to a dot) or ends with it. The output head is tied to the embedding.
 UNQUANTIZED_MODULES = ["lm_head"]
 NF4_BLOCK = 64  # weights per absmax scale in bitsandbytes' 4-bit formats
+CPU_NF4_BLOCK = (32, 64)  # bitsandbytes' CPU 4-bit kernel: output rows and input columns per packed block
 INSTALL_HINT = "--quantization needs bitsandbytes and accelerate in the job's environment: pip install -e ."
+
+
+def _meta_model(config: PaliGemmaConfig) -> PaliGemmaForConditionalGeneration:
+    with torch.device("meta"):  # the structure only: no memory, no weights
+        return PaliGemmaForConditionalGeneration(config)
+
+
+def unquantized_modules(config: PaliGemmaConfig, quantization: str, device_type: str) -> list[str]:
+    """The modules left in the compute dtype: the output head, and on CPU at 4-bit the linear layers whose
+    sizes bitsandbytes' CPU kernel cannot pack (see the module docstring)."""
+    if quantization != "4bit" or device_type != "cpu":
+        return list(UNQUANTIZED_MODULES)
+    odd = [name for name, module in _meta_model(config).named_modules()
+           if isinstance(module, torch.nn.Linear)
+           and (module.out_features % CPU_NF4_BLOCK[0] or module.in_features % CPU_NF4_BLOCK[1])]
+    return [*UNQUANTIZED_MODULES, *odd]
 
 
 def quantization_config(quantization: str, compute_dtype: torch.dtype,
@@ -79,8 +101,7 @@ def weight_bytes(config: PaliGemmaConfig, quantization: str, dtype: torch.dtype,
     int8: one byte per quantized weight + a float32 scale per output row; nf4: half a byte per weight + a
     float32 absmax per block of 64; every other parameter in `dtype`."""
     skip = UNQUANTIZED_MODULES if unquantized is None else unquantized
-    with torch.device("meta"):
-        model = PaliGemmaForConditionalGeneration(config)
+    model = _meta_model(config)
     itemsize = torch.tensor([], dtype=dtype).element_size()
     quantized_weights = set()
     if quantization != "none":

@@ -10,6 +10,7 @@ from pipelines.model.quantization import (
     quantization_config,
     save_quantized,
     stored_quantization,
+    unquantized_modules,
     weight_bytes,
 )
 
@@ -40,9 +41,13 @@ def test_the_configs_say_what_the_flag_says():
 def test_every_linear_layer_but_the_head_is_quantized_and_the_footprint_is_as_computed(quantization, kind,
                                                                                       tiny_model_dir):
     model = load_model(tiny_model_dir, None, CPU, "float32", quantization)
-    assert linear_kinds(model) == {"language_model": {kind}, "vision_tower": {kind}, "multi_modal_projector": {kind}}
+    left = set(unquantized_modules(model.config, quantization, "cpu"))
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) or "Linear" in type(module).__name__:
+            assert type(module).__name__ == ("Linear" if name in left else kind), name
+    assert kind in linear_kinds(model)["vision_tower"]  # the vision tower too (on a GPU, every layer)
     assert type(model.lm_head) is torch.nn.Linear and model.lm_head.weight is model.get_input_embeddings().weight
-    computed = weight_bytes(PaliGemmaConfig.from_pretrained(tiny_model_dir), quantization, torch.float32)
+    computed = weight_bytes(model.config, quantization, torch.float32, sorted(left))
     assert computed["total"] == pytest.approx(model.get_memory_footprint(), rel=0.02)
     unquantized = load_model(tiny_model_dir, None, CPU, "float32")
     # get_memory_footprint counts buffers too (rotary frequencies): a few hundred bytes
@@ -72,3 +77,28 @@ def test_a_saved_quantized_checkpoint_loads_as_saved_with_the_same_answers(tiny_
                            at_load.model.language_model(input_ids=ids).last_hidden_state)
     with pytest.raises(ValueError, match="exists and is not empty"):
         save_quantized(tiny_model_dir, None, "8bit", "float32", saved["output"])
+
+
+def test_on_cpu_4bit_leaves_layers_the_cpu_kernel_cannot_pack_and_still_answers(tmp_path):
+    """SigLIP-So400m's MLP is 4,304 wide; bitsandbytes' CPU 4-bit kernel packs blocks of 32 rows and 64
+    columns and failed on it ("N must be divisible by block_n"). A vision MLP 72 wide stands in for it."""
+    import numpy as np
+
+    from pipelines.devtools.tiny_model import save_tiny_paligemma
+    from pipelines.model.generation import GenerationRequest
+    from pipelines.model.hf_engine import TransformersEngine
+
+    odd = save_tiny_paligemma(tmp_path / "odd", with_vae=False, vision_overrides={"intermediate_size": 72})
+    config = PaliGemmaConfig.from_pretrained(odd)
+    skipped = unquantized_modules(config, "4bit", "cpu")
+    modules = dict(load_model(str(odd), None, CPU, "float32").named_modules())
+    assert skipped[0] == "lm_head"
+    assert all(modules[name].out_features % 32 or modules[name].in_features % 64 for name in skipped[1:])
+    assert {f"model.vision_tower.encoder.layers.{i}.mlp.{fc}" for i in range(config.vision_config.num_hidden_layers)
+            for fc in ("fc1", "fc2")} <= set(skipped)
+    assert unquantized_modules(config, "4bit", "cuda") == unquantized_modules(config, "8bit", "cpu") == ["lm_head"]
+    engine = TransformersEngine(str(odd), None, CPU, "float32", 2, quantization="4bit")
+    size = engine.processor.image_processor.size["height"]
+    pixels = np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8)
+    (answer,) = engine.generate([GenerationRequest(0, "caption", "caption en", pixels, 3)])
+    assert not isinstance(answer, BaseException), answer
