@@ -11,10 +11,7 @@ import tarfile
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import torch
 
-from pipelines.model.load import ModelLoadError, load_config, model_dtype
-from pipelines.model.quantization import unquantized_modules, weight_bytes
 from pipelines.storage.inputs import InputFiles
 from pipelines.tasks.base import TaskSpec
 from schemas.job import JobConfig
@@ -57,6 +54,12 @@ def count_inputs(plan: InputFiles, question_column: str | None = None) -> tuple[
 def model_memory(cfg: JobConfig) -> dict:
     """The model's weights per model actor, computed from the checkpoint's config for --dtype (auto: as on
     a GPU) and --quantization; the KV cache and activations come on top (docs/operations-and-clusters.md)."""
+    # Imported here: listing and counting inputs must not import torch (test_import_boundaries).
+    import torch  # noqa: PLC0415
+
+    from pipelines.model.load import ModelLoadError, load_config, model_dtype  # noqa: PLC0415
+    from pipelines.model.quantization import unquantized_modules, weight_bytes  # noqa: PLC0415
+
     device = "cpu" if cfg.device == "cpu" else "cuda"
     dtype = model_dtype(cfg.dtype, torch.device(device))
     try:

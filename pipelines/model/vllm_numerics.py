@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import functools
 
+import torch
+
 # vLLM's `hf_overrides`: the two soft-caps off, as transformers runs PaliGemma.
 TRANSFORMERS_NUMERICS = {"text_config": {"attn_logit_softcapping": None, "final_logit_softcapping": None}}
 
@@ -26,6 +28,15 @@ TRANSFORMERS_NUMERICS = {"text_config": {"attn_logit_softcapping": None, "final_
 # in chunks cannot attend to its own later tokens), and no key/value blocks shared between requests
 # (an image's keys depend on the prompt that follows it once the prompt is bidirectional).
 WHOLE_PROMPT_SETTINGS = {"enable_chunked_prefill": False, "enable_prefix_caching": False}
+
+
+def causal_flags(query_start_loc: torch.Tensor, seq_lens: torch.Tensor, requests: int) -> torch.Tensor | None:
+    """Per request of a vLLM step, 1 (causal) or 0 (bidirectional): 0 for a request whose step holds its
+    whole sequence (its first forward pass, the prompt; longer than one token), 1 for the others (one answer
+    token each). None when no request is in its first pass, so the step stays plainly causal."""
+    query_lens = query_start_loc[1:requests + 1] - query_start_loc[:requests]
+    whole = (query_lens == seq_lens[:requests]) & (query_lens > 1)
+    return (~whole).to(torch.int32) if bool(whole.any()) else None
 
 
 @functools.cache
@@ -37,18 +48,15 @@ def prompt_attends_bidirectionally_on_cpu() -> None:
     tokens bidirectionally too: vLLM preempts only when its KV cache is full, which the engine's
     `--gpu-memory-utilization` sizing avoids (docs/operations-and-clusters.md).
     """
-    import torch  # noqa: PLC0415
     from vllm.v1.attention.backends import cpu_attn  # noqa: PLC0415 - optional dependency
 
     build = cpu_attn.CPUAttentionMetadataBuilder.build
 
     def build_with_bidirectional_prompts(self, common_prefix_len, common, fast_build=False):
-        requests = common.num_reqs
-        starts = common.query_start_loc_cpu[:requests + 1]
-        query_lens = starts[1:] - starts[:-1]
-        whole_prompt = (query_lens == common.seq_lens[:requests].cpu()) & (query_lens > 1)
-        if isinstance(common.causal, bool) and common.causal and bool(whole_prompt.any()):
-            common.causal = (~whole_prompt).to(torch.int32)
+        if isinstance(common.causal, bool) and common.causal:
+            flags = causal_flags(common.query_start_loc_cpu, common.seq_lens.cpu(), common.num_reqs)
+            if flags is not None:
+                common.causal = flags
         return build(self, common_prefix_len, common, fast_build)
 
     cpu_attn.CPUAttentionMetadataBuilder.build = build_with_bidirectional_prompts

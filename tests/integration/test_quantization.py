@@ -13,12 +13,10 @@ import pytest
 
 from pipelines.devtools.shapes import write_shapes
 from pipelines.review.evaluate import evaluate_rows
-from pipelines.run import annotate
-from pipelines.storage.output import read_annotations
-from schemas.job import JobConfig
+from pipelines.storage.output import SUMMARY_FILE, read_annotations
 from tests.conftest import SHAPES_MODEL
 from tests.integration.test_shapes_checkpoint import HELD_OUT_SEED, IMAGES, MEASURED, MEASURED_CAPTION_EXACT, TASKS
-from tests.jobs import REPO
+from tests.jobs import REPO, load_job
 
 pytestmark = pytest.mark.integration
 
@@ -38,10 +36,13 @@ def scenes(tmp_path_factory):
 
 
 def run(root, model: str, quantization: str, name: str) -> tuple[list[dict], dict]:
-    cfg = JobConfig(input=str(root / "shapes" / "shards"), output=str(root / name), model=model,
-                    tasks=",".join(TASKS), classes="circle,square,triangle", batch_size=8, quantization=quantization)
-    summary = annotate(cfg)
-    return read_annotations(cfg.output).to_pylist(), summary
+    """jobs/annotate.py's main, in this process (its Ray is the test's local one)."""
+    output = root / name
+    argv = ["--input", str(root / "shapes" / "shards"), "--output", str(output), "--model", model,
+            "--tasks", ",".join(TASKS), "--classes", "circle,square,triangle", "--batch-size", "8",
+            "--quantization", quantization]
+    assert load_job().main(argv) == 0
+    return read_annotations(str(output)).to_pylist(), json.loads((output / SUMMARY_FILE).read_text())
 
 
 def scores(rows: list[dict], ground_truth: dict) -> dict:
