@@ -26,12 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="Where the model runs.")
     parser.add_argument("--quantization", default="none",
                         help="Comma-separated: the transformers engine at each of none, 8bit, 4bit (default: none).")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"],
+                        help="The model's dtype (auto: bfloat16 on CUDA, float32 on CPU).")
     parser.add_argument("--peak-tflops", type=float, default=989.0,
                         help="The accelerator's dense bf16 peak, for the roofline fraction (default: H100/H200 989).")
     args = parser.parse_args(argv)
     results = run_gpu_bench(args.model, tuple(int(s) for s in args.sizes.split(",")), args.images, args.batch_size,
                             args.device, args.peak_tflops,
-                            quantizations=tuple(q.strip() for q in args.quantization.split(",") if q.strip()))
+                            quantizations=tuple(q.strip() for q in args.quantization.split(",") if q.strip()),
+                            dtype=args.dtype)
     for row in results:
         print(json.dumps(row))
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")

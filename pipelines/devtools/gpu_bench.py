@@ -37,18 +37,19 @@ def engines_here() -> list[str]:
     return ["transformers"] + (["vllm"] if importlib.util.find_spec("vllm") else [])
 
 
-def _engine(name: str, model_dir: str, device: torch.device, batch_size: int, budget: int, quantization: str):
+def _engine(name: str, model_dir: str, device: torch.device, batch_size: int, budget: int, quantization: str,
+            dtype: str = "auto"):
     if name == "vllm":
         from pipelines.model.vllm_engine import VllmEngine
         from schemas.job import VllmSettings
 
-        return VllmEngine(model_dir, None, device, "auto", VllmSettings(), budget, fixed_length=True)
-    return TransformersEngine(model_dir, None, device, "auto", batch_size, fixed_length=True,
+        return VllmEngine(model_dir, None, device, dtype, VllmSettings(), budget, fixed_length=True)
+    return TransformersEngine(model_dir, None, device, dtype, batch_size, fixed_length=True,
                               quantization=quantization)
 
 
 def measure(model_dir: str, image_size: int, engine: str, images: int, batch_size: int, device: str,
-            peak_tflops: float | None, quantization: str = "none") -> dict:
+            peak_tflops: float | None, quantization: str = "none", dtype: str = "auto") -> dict:
     """One engine at one resolution: load time, images/s, memory peaks, roofline fraction."""
     target = torch.device(device)
     rng = np.random.default_rng(0)
@@ -59,7 +60,7 @@ def measure(model_dir: str, image_size: int, engine: str, images: int, batch_siz
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     loaded = _engine(engine, str(model_dir), target, batch_size, max(budget for _, _, budget in REQUESTS),
-                     quantization)
+                     quantization, dtype)
     load_s = time.perf_counter() - started
     # Warm-up (kernels, allocator): two short requests, which on a 2-core CPU take minutes less than full ones.
     loaded.generate([dataclasses.replace(request, max_new_tokens=2) for request in requests[:2]])
@@ -76,7 +77,7 @@ def measure(model_dir: str, image_size: int, engine: str, images: int, batch_siz
                             [budget for _, _, budget in REQUESTS])["total"]
     rate = images / seconds
     return {
-        "engine": engine, "quantization": quantization, "image_size": image_size, "images": images,
+        "engine": engine, "quantization": quantization, "dtype": dtype, "image_size": image_size, "images": images,
         "load_s": round(load_s, 2), "seconds": round(seconds, 3), "images_per_s": round(rate, 3),
         "seconds_per_image": round(seconds / images, 3),
         "failed_requests": sum(isinstance(answer, BaseException) for answer in answers),
@@ -89,7 +90,8 @@ def measure(model_dir: str, image_size: int, engine: str, images: int, batch_siz
 
 def run_gpu_bench(model: str = "paligemma2-3b", sizes: tuple[int, ...] = (224, 448), images: int = 64,
                   batch_size: int = 32, device: str = "cuda", peak_tflops: float | None = 989.0,
-                  engines: list[str] | None = None, quantizations: tuple[str, ...] = ("none",)) -> list[dict]:
+                  engines: list[str] | None = None, quantizations: tuple[str, ...] = ("none",),
+                  dtype: str = "auto") -> list[dict]:
     """`measure` for every engine here (transformers at each quantization) and every resolution, each in a
     fresh process (its memory its own); a setup that fails gives a row with its `error`."""
     setups = [(engine, quantization) for engine in engines or engines_here()
@@ -102,7 +104,7 @@ def run_gpu_bench(model: str = "paligemma2-3b", sizes: tuple[int, ...] = (224, 4
             for engine, quantization in setups:
                 try:
                     results.append(in_fresh_process(measure, model_dir, size, engine, images, batch_size, device,
-                                                    peak_tflops, quantization))
+                                                    peak_tflops, quantization, dtype))
                 except Exception as err:  # noqa: BLE001 - recorded; the other setups still run
                     results.append({"engine": engine, "quantization": quantization, "image_size": size,
                                     "error": f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300]}"})

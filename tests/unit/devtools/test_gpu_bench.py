@@ -18,7 +18,8 @@ def test_each_engine_and_size_gets_a_positive_rate_and_a_roofline_fraction():
 
 
 def test_a_failing_setup_is_recorded_with_its_error_and_the_others_still_run(monkeypatch):
-    def measure_in_this_process(fn, model_dir, size, engine, images, batch_size, device, peak_tflops, quantization):
+    def measure_in_this_process(fn, model_dir, size, engine, images, batch_size, device, peak_tflops, quantization,
+                                dtype):
         if quantization == "4bit":
             raise RuntimeError("N must be divisible by block_n\nmore lines")
         return {"engine": engine, "quantization": quantization, "image_size": size}
