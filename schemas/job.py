@@ -47,6 +47,7 @@ class VllmSettings(BaseModel):
     max_model_len: int | None = None
 
 
+Quantization = Literal["none", "8bit", "4bit"]  # --quantization (pipelines.model.quantization)
 VLLM_FIELDS = ("max_num_seqs", "gpu_memory_utilization", "max_model_len")
 
 
@@ -102,7 +103,7 @@ class JobConfig(BaseModel):
     dtype: Literal["auto", "bfloat16", "float32"] = Field(
         default="auto", description="The model's weights and activations: auto is bfloat16 on a GPU and float32 "
         "on CPU.")
-    quantization: Literal["none", "8bit", "4bit"] = Field(
+    quantization: Quantization = Field(
         default="none", description="The language model's linear layers in 8-bit (LLM.int8) or 4-bit (NF4, computed "
         "in --dtype) with bitsandbytes, quantized as the model loads; a checkpoint saved quantized (jobs/quantize.py) "
         "needs the quantization it was saved with. --engine transformers only.")

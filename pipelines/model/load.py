@@ -49,22 +49,28 @@ def _probe_hub(model: str, revision: str | None) -> None:
         raise explain_load_error(model, err) from err
 
 
-def load_processor(model: str, revision: str | None = None) -> PaliGemmaProcessor:
-    """The processor; cheap, so the driver loads it to validate the model before any work starts (a
-    pickle-only directory is refused here too, before Ray starts, rather than on the model actors)."""
+def _small_files(cls, model: str, revision: str | None):
+    """`cls.from_pretrained` for what the driver reads before Ray starts (processor, config): from a local
+    directory that must exist, or the local Hugging Face cache, else the Hub after one quick probe."""
     if _is_local(model):
         if not Path(model_source(model)).is_dir():
             raise ModelLoadError(f"model directory {model!r} does not exist")
-        refuse_pickle_only(model)
     else:
         try:  # a copy in the local Hugging Face cache needs no network
-            return PaliGemmaProcessor.from_pretrained(model, revision=revision, local_files_only=True)
+            return cls.from_pretrained(model, revision=revision, local_files_only=True)
         except Exception:
             _probe_hub(model, revision)
     try:
-        return PaliGemmaProcessor.from_pretrained(model_source(model), revision=revision)
+        return cls.from_pretrained(model_source(model), revision=revision)
     except Exception as err:  # the Hub and tokenizers raise many types; all mean "cannot load"
         raise explain_load_error(model, err) from err
+
+
+def load_processor(model: str, revision: str | None = None) -> PaliGemmaProcessor:
+    """The processor; cheap, so the driver loads it to validate the model before any work starts (a
+    pickle-only directory is refused here too, before Ray starts, rather than on the model actors)."""
+    refuse_pickle_only(model)
+    return _small_files(PaliGemmaProcessor, model, revision)
 
 
 PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
@@ -87,17 +93,7 @@ def refuse_pickle_only(model: str) -> None:
 
 def load_config(model: str, revision: str | None) -> PaliGemmaConfig:
     """The checkpoint's config alone (no weights), for the checks made before Ray starts."""
-    if _is_local(model) and not Path(model_source(model)).is_dir():
-        raise ModelLoadError(f"model directory {model!r} does not exist")
-    if not _is_local(model):
-        try:  # a copy in the local Hugging Face cache needs no network
-            return PaliGemmaConfig.from_pretrained(model, revision=revision, local_files_only=True)
-        except Exception:
-            _probe_hub(model, revision)
-    try:
-        return PaliGemmaConfig.from_pretrained(model_source(model), revision=revision)
-    except Exception as err:
-        raise explain_load_error(model, err) from err
+    return _small_files(PaliGemmaConfig, model, revision)
 
 
 def model_dtype(dtype: str, device: torch.device) -> torch.dtype:
@@ -112,8 +108,8 @@ def load_model(model: str, revision: str | None, device: torch.device, dtype: st
                quantization: str = "none") -> PaliGemmaForConditionalGeneration:
     """The model in eval mode on `device`, in `model_dtype(dtype, device)`; safetensors only, no remote code.
 
-    quantization: "8bit" or "4bit" quantizes the language model's linear layers while loading
-    (pipelines.model.quantization); a checkpoint saved quantized loads as it was saved."""
+    quantization: "8bit" or "4bit" quantizes the linear layers while loading (which ones:
+    pipelines.model.quantization); a checkpoint saved quantized loads as it was saved."""
     refuse_pickle_only(model)
     dtype = model_dtype(dtype, device)
     # A checkpoint saved quantized carries its own quantization_config.

@@ -22,13 +22,14 @@ quantized.
 from __future__ import annotations
 
 import importlib.util
-from typing import Literal
+from typing import get_args
 
 import torch
 from transformers import BitsAndBytesConfig, PaliGemmaConfig, PaliGemmaForConditionalGeneration
 
-Quantization = Literal["none", "8bit", "4bit"]
-QUANTIZATIONS: tuple[str, ...] = ("none", "8bit", "4bit")
+from schemas.job import Quantization
+
+QUANTIZATIONS: tuple[str, ...] = get_args(Quantization)
 # Modules left in the compute dtype, as transformers matches them: a module name that starts with one of
 # these (up to a dot) or ends with it. The output head is tied to the embedding.
 UNQUANTIZED_MODULES = ["lm_head"]
