@@ -17,6 +17,8 @@ FLAG_HELP = {
     "steps": "PaliGemma optimiser steps",
     "vae_steps": "Mask VQ-VAE optimiser steps",
     "batch_size": "Sequences per step",
+    "learning_rate": "Peak learning rate",
+    "warmup_steps": "Linear warm-up steps before the cosine decay",
     "seed": "Seed of the scenes and the weights (evaluate on another)",
     "threads": "torch CPU threads",
 }
@@ -28,13 +30,15 @@ def main() -> None:
                         "files, vae-oid.npz, training.json).")
     for name, text in FLAG_HELP.items():
         default = getattr(DEFAULTS, name)
-        parser.add_argument("--" + name.replace("_", "-"), type=int, default=default,
+        parser.add_argument("--" + name.replace("_", "-"), type=type(default), default=default,
                             help=f"{text} (default: {default}).")
+    parser.add_argument("--init-from", help="A checkpoint this command wrote: train on from its weights instead of "
+                        "from scratch (same --seed, --images and --vae-steps, so its mask codewords are reproduced).")
     args = parser.parse_args()
     output = Path(args.output)
     if output.exists() and any(output.iterdir()):
         parser.error(f"{output} exists and is not empty; pick a new directory")
-    cfg = dataclasses.replace(DEFAULTS, **{name: getattr(args, name) for name in FLAG_HELP})
+    cfg = dataclasses.replace(DEFAULTS, init_from=args.init_from, **{name: getattr(args, name) for name in FLAG_HELP})
     summary = train_shapes(output, cfg)
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}))
     print(f"wrote {output} in {summary['total_seconds']:.0f} s")

@@ -27,6 +27,9 @@ MASK_SIZE = 64  # the mask decoder's output is MASK_SIZE x MASK_SIZE
 # Per generated token of the answer (special tokens and end of sequence left out), generate -> validate:
 TOKEN_LOGPROBS = "token_logprobs"  # float32 bytes: natural-log probability of the token
 TOKEN_ENDS = "token_ends"  # int32 bytes: where the token's text ends in raw_output, in characters
+# ... and at its step, the k most likely tokens, (tokens, k) row-major:
+TOKEN_TOP_BINS = "token_top_bins"  # int16 bytes: the <loc> bin of each, -1 for any other token
+TOKEN_TOP_LOGPROBS = "token_top_logprobs"  # float32 bytes: the natural-log probability of each
 
 
 LIST_COLUMNS = (DONE_TASKS,)
@@ -71,3 +74,17 @@ def pack_token_ends(ends: np.ndarray) -> bytes:
 
 def unpack_token_ends(packed: bytes) -> np.ndarray:
     return np.frombuffer(packed, dtype=np.int32)
+
+
+def pack_token_top(bins: np.ndarray, logprobs: np.ndarray) -> tuple[bytes, bytes]:
+    """(tokens, k) bins and log-probabilities -> TOKEN_TOP_BINS and TOKEN_TOP_LOGPROBS bytes."""
+    return (np.ascontiguousarray(bins, dtype=np.int16).tobytes(),
+            np.ascontiguousarray(logprobs, dtype=np.float32).tobytes())
+
+
+def unpack_token_top(bins: bytes, logprobs: bytes, tokens: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (tokens, k) arrays of `pack_token_top`; None when none were recorded."""
+    if not bins or not tokens:
+        return None
+    return (np.frombuffer(bins, dtype=np.int16).reshape(tokens, -1),
+            np.frombuffer(logprobs, dtype=np.float32).reshape(tokens, -1))

@@ -27,6 +27,7 @@ from transformers import (
 )
 
 from pipelines.model.mask_decoder import VAE_FILENAME, MaskDecoder
+from pipelines.model.token_scores import location_bins_of_ids
 
 RESAMPLE = 3  # PIL bicubic, as in the released PaliGemma preprocessor configs
 # Gemma's fixed ids for its first special tokens; PaliGemma configs refer to them.
@@ -159,7 +160,7 @@ def build_tiny_paligemma(
 
 
 def script_answer(model: PaliGemmaForConditionalGeneration, processor: PaliGemmaProcessor,
-                  answer: str | Sequence[int]) -> None:
+                  answer: str | Sequence[int], location_alternatives: dict[int, float] | None = None) -> None:
     """Set the weights so that greedy decoding answers `answer` (text, or its token ids) to any prompt
     and image.
 
@@ -168,6 +169,12 @@ def script_answer(model: PaliGemmaForConditionalGeneration, processor: PaliGemma
     next (the prompt ends with "\n", the answer with <eos>). The answer's tokens must be distinct
     and fewer than the hidden size. The model still runs the real PaliGemma code end to end,
     which is what the pipeline's tests need from it: a known answer, through the real stack.
+
+    `location_alternatives` (bin offset -> logit relative to the scripted token's, below 0: -1.0 is e
+    times less likely) spreads each `<loc>` step's probability over other bins at those offsets from
+    the scripted one, as a model unsure of a coordinate does; the greedy answer stays the same, and
+    every token outside the script then sits 30 below, so that the alternatives are the only
+    competitors worth counting (`_spread_locations`).
     """
     tokenizer = processor.tokenizer
     ids = tokenizer.encode(answer, add_special_tokens=False) if isinstance(answer, str) else list(answer)
@@ -187,10 +194,36 @@ def script_answer(model: PaliGemmaForConditionalGeneration, processor: PaliGemma
         for i, (token, next_token) in enumerate(zip(chain, chain[1:])):
             text_model.embed_tokens.weight[token] = basis[i]
             model.lm_head.weight[next_token] = 10 * basis[i]
+        if location_alternatives:
+            _spread_locations(model, tokenizer, chain, location_alternatives)
+
+
+def _spread_locations(model: PaliGemmaForConditionalGeneration, tokenizer, chain: Sequence[int],
+                      alternatives: dict[int, float]) -> None:
+    """Exact final logits for a scripted chain: the scripted token 20, each `<loc>` step's alternatives
+    20 + their relative logit, every other token -10."""
+    # The head sees basis[i] after the final RMSNorm: sqrt(hidden) * (1 + its weight[i]) along i. Gemma
+    # 2's final soft-cap would bend the logits (transformers applies it from 5.2x on), so it is off.
+    hidden = model.config.text_config.hidden_size
+    scale = hidden ** 0.5 * (1 + model.model.language_model.norm.weight.float())
+    model.config.text_config.final_logit_softcapping = None
+
+    def weight(logit: float) -> torch.Tensor:
+        return logit / scale
+
+    bins = location_bins_of_ids(tokenizer)
+    model.lm_head.weight.copy_(weight(-10.0).expand_as(model.lm_head.weight))
+    for i, next_token in enumerate(chain[1:]):
+        model.lm_head.weight[next_token, i] = weight(20.0)[i]
+        if next_token < len(bins) and bins[next_token] >= 0:
+            for offset, logit in alternatives.items():
+                other = tokenizer.convert_tokens_to_ids(f"<loc{bins[next_token] + offset:04d}>")
+                model.lm_head.weight[other, i] = weight(20.0 + logit)[i]
 
 
 def save_scripted_paligemma(output_dir: str | Path, answer: str | Sequence[str], with_vae: bool = True,
-                            seed: int = 0, **build_kwargs) -> Path:
+                            seed: int = 0, location_alternatives: dict[int, float] | None = None,
+                            **build_kwargs) -> Path:
     """Save a tiny PaliGemma that answers `answer` to everything (see `script_answer`): a text, or a
     list of tokens (vocabulary strings, added to the vocabulary when missing) for an answer whose text
     repeats itself. `build_kwargs` go to `build_tiny_paligemma`."""
@@ -200,7 +233,7 @@ def save_scripted_paligemma(output_dir: str | Path, answer: str | Sequence[str],
     model, processor = build_tiny_paligemma(seed=seed, tie_word_embeddings=False, **build_kwargs)
     if tokens is not None:
         answer = processor.tokenizer.convert_tokens_to_ids(tokens)
-    script_answer(model, processor, answer)
+    script_answer(model, processor, answer, location_alternatives)
     return save_checkpoint(model, processor, output_dir, with_vae, seed)
 
 

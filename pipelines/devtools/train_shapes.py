@@ -40,10 +40,10 @@ from PIL import Image
 from torch.nn import functional as F
 from transformers import PaliGemmaForConditionalGeneration, PaliGemmaProcessor
 
-from pipelines.devtools.mask_vae import mask_in_box, reconstruction_iou, save_vae, train_mask_vae
+from pipelines.devtools.mask_vae import MaskVae, mask_in_box, reconstruction_iou, save_vae, train_mask_vae
 from pipelines.devtools.shapes import COLORS, SHAPES, SIZE_RANGE, Scene, ShapeObject, draw_scene
 from pipelines.devtools.tiny_model import RESAMPLE, build_tiny_paligemma, save_model_hub_layout
-from pipelines.model.mask_decoder import VAE_FILENAME
+from pipelines.model.mask_decoder import VAE_FILENAME, read_npz
 from pipelines.parse.geometry import LOC_BINS, box_xyxy_px_to_loc_yxyx_1024
 from pipelines.stages.decode import to_model_pixels
 from pipelines.tasks.registry import get_task
@@ -78,6 +78,7 @@ class TrainConfig:
     threads: int = 2
     tie_word_embeddings: bool = True  # the output head is the input embedding, as in real PaliGemma (and vLLM needs)
     size_range: tuple[int, int] = SIZE_RANGE
+    init_from: str | None = None  # a checkpoint this recipe wrote: train on from its weights and mask VAE
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,15 @@ def draw_training_scenes(cfg: TrainConfig) -> tuple[list[Scene], np.ndarray]:
     return scenes, pixels
 
 
+def _check_same_vae(vae: MaskVae, saved: Path) -> None:
+    """A warm start trains on the codewords of the checkpoint's own VAE. Only its decoder is saved, so
+    the encoder is retrained from the same seed and scenes; refuse if that did not give the same VAE."""
+    ours, theirs = vae.decoder.state_dict_to_npz(), read_npz(str(saved))
+    if ours.keys() != theirs.keys() or any(not np.allclose(ours[k], theirs[k], atol=1e-5) for k in ours):
+        raise ValueError(f"the mask VAE retrained here differs from {saved}; warm-start with the --seed, "
+                         "--images and --vae-steps the checkpoint was trained with")
+
+
 def train_shapes(output: str | Path, cfg: TrainConfig = TrainConfig(), log_every: int = 50) -> dict:
     """Train the mask VQ-VAE, then PaliGemma, and save both to `output` with `training.json`."""
     started = time.perf_counter()
@@ -266,6 +276,8 @@ def train_shapes(output: str | Path, cfg: TrainConfig = TrainConfig(), log_every
           flush=True)
 
     vae, vae_log = train_mask_vae(masks, cfg.vae_steps, embedding_dim=cfg.vae_embedding_dim, seed=cfg.seed)
+    if cfg.init_from:
+        _check_same_vae(vae, Path(cfg.init_from) / VAE_FILENAME)
     vae_log["reconstruction_iou_64px"] = round(reconstruction_iou(vae, masks[:2000]), 4)
     print(f"mask vae: {vae_log}", flush=True)
     all_codes = vae.encode(masks)
@@ -280,11 +292,15 @@ def train_shapes(output: str | Path, cfg: TrainConfig = TrainConfig(), log_every
     # Tied input and output embeddings, as in real PaliGemma: vLLM's Gemma 2 computes logits with the
     # input embedding and refuses a separate head. (An early recipe, without the per-patch loss, found
     # a tied three-layer model writing boxes like <loc0105><loc0105><loc0414><loc0414>, x copied from y.)
-    model, processor = build_tiny_paligemma(image_size=cfg.image_size, patch_size=cfg.patch_size, seed=cfg.seed,
-                                            hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, corpus=corpus,
-                                            tie_word_embeddings=cfg.tie_word_embeddings,
-                                            text_overrides={"num_hidden_layers": cfg.text_layers or cfg.num_layers})
-    init_loc_embeddings(model, processor)
+    if cfg.init_from:
+        model = PaliGemmaForConditionalGeneration.from_pretrained(cfg.init_from, dtype=torch.float32)
+        processor = PaliGemmaProcessor.from_pretrained(cfg.init_from)
+    else:
+        model, processor = build_tiny_paligemma(
+            image_size=cfg.image_size, patch_size=cfg.patch_size, seed=cfg.seed, hidden_size=cfg.hidden_size,
+            num_layers=cfg.num_layers, corpus=corpus, tie_word_embeddings=cfg.tie_word_embeddings,
+            text_overrides={"num_hidden_layers": cfg.text_layers or cfg.num_layers})
+        init_loc_embeddings(model, processor)
     loc_ids = (processor.tokenizer.convert_tokens_to_ids("<loc0000>"), processor.tokenizer.convert_tokens_to_ids(
         f"<loc{LOC_BINS - 1:04d}>"))
     # Saved as built (left padding, Gemma's side for batched generation), before training pads right:

@@ -9,12 +9,12 @@ with one tokenizer and one rule, so both engines' rows are scored by the same co
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
 
-from pipelines.model.token_scores import answer_tokens
+from pipelines.model.token_scores import TOP_K, answer_tokens
 
 
 @dataclass(frozen=True)
@@ -33,13 +33,16 @@ class GenerationRequest:
 @dataclass(frozen=True)
 class Generation:
     """One generated answer: its text (special tokens removed), per token of that text where the
-    token ends in it (characters) and its log-probability (see pipelines.model.token_scores), and
-    why generation ended ("stop", "length"; "" when nothing was generated)."""
+    token ends in it (characters), its log-probability (see pipelines.model.token_scores) and the
+    step's most likely tokens as `<loc>` bins (-1: not a location token) with their log-probabilities,
+    and why generation ended ("stop", "length"; "" when nothing was generated)."""
 
     text: str
     token_ends: np.ndarray
     token_logprobs: np.ndarray
     finish_reason: str = ""
+    token_top_bins: np.ndarray = field(default_factory=lambda: np.zeros((0, TOP_K), np.int16))  # (tokens, k)
+    token_top_logprobs: np.ndarray = field(default_factory=lambda: np.zeros((0, TOP_K), np.float32))  # (tokens, k)
 
     @classmethod
     def unscored(cls, text: str, finish_reason: str = "") -> Generation:
@@ -47,18 +50,29 @@ class Generation:
 
 
 def generation_from_tokens(tokenizer, ids: Sequence[int], logprobs: Sequence[float], stop_ids: Collection[int],
-                           special_ids: Collection[int], finish_reason: str | None = None) -> Generation:
+                           special_ids: Collection[int], finish_reason: str | None = None,
+                           top_ids: np.ndarray | None = None, top_logprobs: np.ndarray | None = None,
+                           bin_of_id: np.ndarray | None = None) -> Generation:
     """The `Generation` of one answer's new token ids (as generated: an end-of-sequence token and any
-    padding after it included) and each one's log-probability. Its finish reason is the engine's when
-    it gives one, else "stop" when an end-of-sequence token is among the ids and "length" when not
-    (the budget ran out first)."""
+    padding after it included), each one's log-probability and, per step, the ids and log-probabilities
+    of the most likely tokens (`bin_of_id`, from `location_bins_of_ids`, names their `<loc>` bins).
+    Its finish reason is the engine's when it gives one, else "stop" when an end-of-sequence token is
+    among the ids and "length" when not (the budget ran out first)."""
     ids = [int(token) for token in ids]
     text = tokenizer.decode(ids, skip_special_tokens=True)
-    answer, ends, kept = answer_tokens(tokenizer, ids, np.asarray(logprobs, np.float32), stop_ids, special_ids)
+    answer, ends, kept = answer_tokens(tokenizer, ids, stop_ids, special_ids)
     finish = finish_reason or ("stop" if set(stop_ids).intersection(ids) else "length")
     # An answer that still differs from the decoded text (not seen) stays unscored rather than scored
     # on the wrong characters.
-    return Generation(text, ends, kept, finish) if answer == text else Generation.unscored(text, finish)
+    if answer != text:
+        return Generation.unscored(text, finish)
+    chosen = np.asarray(logprobs, np.float32)[kept]
+    if top_ids is None or bin_of_id is None:
+        return Generation(text, ends, chosen, finish)
+    top_ids = np.asarray(top_ids, np.int64)[kept]
+    known = (top_ids >= 0) & (top_ids < len(bin_of_id))
+    bins = np.where(known, bin_of_id[np.clip(top_ids, 0, len(bin_of_id) - 1)], -1).astype(np.int16)
+    return Generation(text, ends, chosen, finish, bins, np.asarray(top_logprobs, np.float32)[kept])
 
 
 def stop_and_special_ids(tokenizer, eos_token_id: int | list[int] | None) -> tuple[set[int], set[int]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
@@ -21,7 +20,7 @@ from pipelines.model.generation import (
     stop_and_special_ids,
 )
 from pipelines.model.load import load_model, load_processor
-from pipelines.model.token_scores import ChosenTokenLogprobs
+from pipelines.model.token_scores import ChosenTokenLogprobs, location_bins_of_ids
 
 
 def _release_accelerator_memory(err: BaseException) -> None:
@@ -51,6 +50,7 @@ class TransformersEngine:
         self.fixed_length = fixed_length
         self.stop_ids, self.special_ids = stop_and_special_ids(self.processor.tokenizer,
                                                                self.model.generation_config.eos_token_id)
+        self.bin_of_id = location_bins_of_ids(self.processor.tokenizer)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation | BaseException]:
         """Per request, its answer or the exception it failed with alone (a failing batch is retried in
@@ -118,7 +118,8 @@ class TransformersEngine:
                 **inputs, max_new_tokens=budget, do_sample=False, logits_processor=[recorder], **fixed
             )
         new_tokens = output_ids[:, inputs["input_ids"].shape[1]:]
-        logprobs = recorder.finish(new_tokens)
+        logprobs, top_ids, top_logprobs = recorder.finish(new_tokens)
         tokenizer = self.processor.tokenizer
-        return [generation_from_tokens(tokenizer, ids, row_logprobs, self.stop_ids, self.special_ids)
-                for ids, row_logprobs in zip(new_tokens.tolist(), np.asarray(logprobs))]
+        return [generation_from_tokens(tokenizer, ids, logprobs[row], self.stop_ids, self.special_ids,
+                                       top_ids=top_ids[row], top_logprobs=top_logprobs[row], bin_of_id=self.bin_of_id)
+                for row, ids in enumerate(new_tokens.tolist())]

@@ -14,42 +14,73 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
+TOP_K = 20  # alternatives recorded per step: vLLM's default ceiling on requested log-probabilities
+
 
 class ChosenTokenLogprobs(LogitsProcessor):
-    """A logits processor that changes nothing and records log p(chosen token) at every step.
+    """A logits processor that changes nothing and records, at every step, log p(chosen token) and
+    the `top_k` most likely tokens with their log-probabilities.
 
     `generate` calls it once per step with the sequences so far and that step's scores: the
     model's logits, as no other processor is active in the pipeline's greedy decoding (a test
     compares the result with a teacher-forced forward pass). The token chosen at step t is the last
     id at step t + 1, and the last step's choice is read in `finish` from the returned sequences.
+    The alternatives give a box score the probability of the location bins near the chosen one
+    (pipelines.parse.scores); their cost is a top-k over the vocabulary per step.
     """
 
-    def __init__(self):
+    def __init__(self, top_k: int = TOP_K):
+        self.top_k = top_k
         self._steps: list[torch.Tensor] = []
+        self._top_ids: list[torch.Tensor] = []
+        self._top_logprobs: list[torch.Tensor] = []
         self._previous: torch.Tensor | None = None  # log-softmax of the previous step, (batch, vocab)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self._previous is not None:
             self._steps.append(self._previous.gather(1, input_ids[:, -1:]).squeeze(1))
         self._previous = torch.log_softmax(scores.float(), dim=-1)
+        top = self._previous.topk(min(self.top_k, self._previous.shape[-1]), dim=-1)
+        self._top_ids.append(top.indices)
+        self._top_logprobs.append(top.values)
         return scores
 
-    def finish(self, new_tokens: torch.LongTensor) -> np.ndarray:
-        """(batch, steps) float32 log-probabilities of `new_tokens`, the generated part of the sequences."""
+    def finish(self, new_tokens: torch.LongTensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For `new_tokens`, the generated part of the sequences: (batch, steps) float32 log-probabilities
+        of the chosen tokens, and (batch, steps, k) ids and log-probabilities of each step's top k."""
         if self._previous is not None:
             self._steps.append(self._previous.gather(1, new_tokens[:, -1:]).squeeze(1))
             self._previous = None
         if len(self._steps) != new_tokens.shape[1]:
             raise RuntimeError(f"recorded {len(self._steps)} steps for {new_tokens.shape[1]} generated tokens")
-        steps = torch.stack(self._steps, dim=1) if self._steps else torch.zeros(new_tokens.shape)
-        self._steps = []
-        return steps.float().cpu().numpy()
+        batch, steps = new_tokens.shape
+        if self._steps:
+            chosen = torch.stack(self._steps, dim=1).float().cpu().numpy()
+            top_ids = torch.stack(self._top_ids, dim=1).cpu().numpy()
+            top_logprobs = torch.stack(self._top_logprobs, dim=1).float().cpu().numpy()
+        else:
+            chosen = np.zeros((batch, steps), np.float32)
+            top_ids = np.zeros((batch, 0, self.top_k), np.int64)
+            top_logprobs = np.zeros((batch, 0, self.top_k), np.float32)
+        self._steps, self._top_ids, self._top_logprobs = [], [], []
+        return chosen, top_ids, top_logprobs
+
+
+def location_bins_of_ids(tokenizer, bins: int = 1024) -> np.ndarray:
+    """vocabulary id -> the `<locNNNN>` bin it writes, -1 for every other token."""
+    lookup = np.full(len(tokenizer), -1, dtype=np.int16)
+    ids = tokenizer.convert_tokens_to_ids([f"<loc{b:04d}>" for b in range(bins)])
+    unknown = tokenizer.unk_token_id
+    for b, token in enumerate(ids):
+        if token is not None and token != unknown and 0 <= token < len(lookup):
+            lookup[token] = b
+    return lookup
 
 
 def answer_tokens(
-    tokenizer, ids: Sequence[int], logprobs: np.ndarray, stop_ids: Collection[int], special_ids: Collection[int]
+    tokenizer, ids: Sequence[int], stop_ids: Collection[int], special_ids: Collection[int]
 ) -> tuple[str, np.ndarray, np.ndarray]:
-    """The answer's text, and per token of it, where its text ends and its log-probability.
+    """The answer's text, and per token of it, where its text ends and its position in `ids`.
 
     Tokens from the first `stop_ids` token on (end of sequence, then padding) and special tokens
     (which decoding drops) are left out. Each kept token's end offset is the length of the text
@@ -70,7 +101,7 @@ def answer_tokens(
     else:
         prefixes = tokenizer.batch_decode([kept_ids[:n + 1] for n in range(len(kept_ids))], skip_special_tokens=True)
         ends = np.maximum.accumulate([0] + [_agreed_length(prefix, text) for prefix in prefixes])[1:].astype(np.int64)
-    return text, ends.reshape(-1), np.asarray(logprobs, dtype=np.float32)[kept]
+    return text, ends.reshape(-1), np.asarray(kept, dtype=np.int64)
 
 
 def _agreed_length(prefix: str, text: str) -> int:

@@ -16,6 +16,7 @@ import importlib.util
 import os
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 from transformers import GenerationConfig
@@ -35,6 +36,7 @@ from pipelines.model.load import (
     model_source,
     refuse_pickle_only,
 )
+from pipelines.model.token_scores import TOP_K, location_bins_of_ids
 from pipelines.model.vllm_numerics import (
     TRANSFORMERS_NUMERICS,
     WHOLE_PROMPT_SETTINGS,
@@ -128,6 +130,7 @@ class VllmEngine:
                 load_format="safetensors",  # never unpickle weights (see pipelines.model.load)
                 trust_remote_code=False,
                 seed=0,
+                max_logprobs=TOP_K,
                 hf_overrides=TRANSFORMERS_NUMERICS,
                 **WHOLE_PROMPT_SETTINGS,
             )
@@ -136,6 +139,7 @@ class VllmEngine:
         # The same end-of-sequence ids as the transformers engine's (the checkpoint's generation config).
         eos = GenerationConfig.from_pretrained(model_source(model), revision=revision).eos_token_id
         self.stop_ids, self.special_ids = stop_and_special_ids(tokenizer, eos)
+        self.bin_of_id = location_bins_of_ids(tokenizer)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation | BaseException]:
         """Per request, its answer or the exception it failed with alone."""
@@ -150,7 +154,8 @@ class VllmEngine:
                    for request in requests]
         params = [SamplingParams(temperature=0.0, max_tokens=request.max_new_tokens,
                                  min_tokens=request.max_new_tokens if self.fixed_length else 0,
-                                 logprobs=0,  # the chosen token's log-probability at each step
+                                 # the chosen token's and the top k's log-probabilities at each step
+                                 logprobs=TOP_K,
                                  detokenize=False)  # the text is decoded here, as for the other engine
                   for request in requests]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
@@ -160,6 +165,19 @@ class VllmEngine:
             completion = output.outputs[0]
             ids = list(completion.token_ids)
             logprobs = [step[token].logprob for step, token in zip(completion.logprobs, ids)]
+            top_ids, top_logprobs = top_k_arrays(completion.logprobs, TOP_K)
             generations.append(generation_from_tokens(tokenizer, ids, logprobs, self.stop_ids, self.special_ids,
-                                                      finish_reason=completion.finish_reason))
+                                                      finish_reason=completion.finish_reason, top_ids=top_ids,
+                                                      top_logprobs=top_logprobs, bin_of_id=self.bin_of_id))
         return generations
+
+
+def top_k_arrays(steps: Sequence[dict], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """vLLM's per-step {token id: Logprob} (the top k by rank, plus the chosen token when it ranks
+    lower) -> (steps, k) ids and log-probabilities in rank order, padded with id -1 and -inf."""
+    ids, logprobs = np.full((len(steps), k), -1, np.int64), np.full((len(steps), k), -np.inf, np.float32)
+    for row, step in enumerate(steps):
+        ranked = sorted(((entry.rank, token, entry.logprob) for token, entry in step.items()))[:k]
+        for column, (_, token, logprob) in enumerate(ranked):
+            ids[row, column], logprobs[row, column] = token, logprob
+    return ids, logprobs

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from pipelines.parse.entries import Entry, describe_entry, find_class, normalised_classes, split_entries
 from pipelines.parse.geometry import loc_yxyx_1024_to_box_xyxy_px
 from pipelines.parse.scores import TokenLogprobs
@@ -11,19 +15,40 @@ LOCS_PER_BOX = 4
 MAX_LOC = 1023
 
 
-def box_score(entry: Entry, tokens: TokenLogprobs | None) -> float | None:
-    """A box's confidence: the probability of its least sure location token times the probability
-    of the rest of its entry, i.e. the label's tokens and any space before them, less any codewords
-    (the ` ; ` separators and the end-of-sequence token are not part of any entry).
+# A coordinate counts as right within 1/LOCATION_TOLERANCE of the box's side (at least one bin): with
+# all four within it, the box overlaps the true one at IoU >= 0.56 whichever way each edge is off.
+LOCATION_TOLERANCE = 8
 
-    One unsure coordinate is enough to miss the object, and the label's probability is the chance
-    of naming it right given the box. On three sets of held-out shapes scenes it ranked right boxes
-    (label right and IoU >= 0.5) above wrong ones with AUROC 0.60-0.67 (detect) and 0.64-0.65
-    (segment boxes), against 0.54-0.56 and 0.52-0.62 for the geometric mean of all the entry's
-    tokens (docs/output-and-scores.md, "Which box score")."""
+
+def location_tolerances(locs: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """Per `<loc>` token of a box (y_min, x_min, y_max, x_max), the tolerance in bins."""
+    y_min, x_min, y_max, x_max = locs
+    ty, tx = (max(1, extent // LOCATION_TOLERANCE) for extent in (y_max - y_min, x_max - x_min))
+    return ty, tx, ty, tx
+
+
+def box_score(entry: Entry, tokens: TokenLogprobs | None) -> float | None:
+    """The chance that the box is right, as the model sees it: for each of its four coordinates, the
+    share of the location probability within `location_tolerances` of the chosen bin
+    (`TokenLogprobs.location_mass`; the model's belief spreads over neighbouring bins that give the
+    same box to within a pixel or two), times the probability of the rest of its entry (the label's
+    tokens and any space before them; not the codewords, nor the ` ; ` separators and
+    end-of-sequence token, which belong to no entry).
+
+    Each coordinate's mass is taken given the coordinates written before it, as the model wrote
+    them; the label's probability is the chance of naming the object right given the box. Measured
+    against the earlier rule (the least sure location token's own probability times the label's) in
+    docs/output-and-scores.md, "Which box score"."""
     if tokens is None:
         return None
-    return tokens.weakest_times_rest([entry.loc_span], [entry.span], excluding=[entry.seg_span])
+    loc_tokens = tokens.tokens_in([entry.loc_span])
+    log_score = tokens.log_probability([entry.span], excluding=[entry.loc_span, entry.seg_span])
+    if len(loc_tokens) == len(entry.locs) == LOCS_PER_BOX:
+        for token, chosen, tolerance in zip(loc_tokens, entry.locs, location_tolerances(entry.locs)):
+            log_score += math.log(max(tokens.location_mass(int(token), chosen, tolerance), 1e-300))
+    else:  # not one token per <loc> (no PaliGemma tokenizer does this): their own probabilities
+        log_score += float(np.sum(tokens.logprobs[loc_tokens], dtype=np.float64))
+    return min(1.0, max(0.0, math.exp(log_score)))
 
 
 def entry_to_box(

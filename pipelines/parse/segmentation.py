@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.parse.detection import entry_to_box
+from pipelines.parse.detection import box_score, entry_to_box
 from pipelines.parse.entries import Entry, describe_entry, normalised_classes, split_entries
 from pipelines.parse.geometry import box_xyxy_px_to_pixel_span, place_mask
 from pipelines.parse.scores import TokenLogprobs
@@ -37,9 +37,13 @@ def mask_codes(text: str) -> list[tuple[int, ...]]:
 
 
 def mask_score(entry: Entry, tokens: TokenLogprobs | None) -> float | None:
-    """A mask's confidence: the geometric mean probability of all the tokens of its entry: 4
-    locations, 16 codewords and the label (separators not included)."""
-    return tokens.score_of([entry.span]) if tokens is not None else None
+    """A mask's confidence: its box's score (`box_score`: the chance the box is right) times the
+    geometric mean probability of its 16 codewords, the model's confidence in the shape inside it."""
+    if tokens is None:
+        return None
+    box = box_score(entry, tokens)
+    codewords = tokens.score_of([entry.seg_span])
+    return box if codewords is None else box * codewords
 
 
 def parse_segments(

@@ -22,6 +22,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from pipelines.review.calibration import format_calibration, score_calibration
+
 UNSCORED = 1.0  # for boxes without a score (rows written before scores existed); COCOeval needs one to rank
 
 
@@ -207,6 +209,9 @@ def evaluate_rows(rows: list[dict], ground_truth: dict) -> dict:
     if by_task.get("caption"):
         captions = {c["image_id"]: c["caption"] for c in ground_truth.get("captions", [])}
         report["caption"] = caption_scores(by_task["caption"], captions, image_ids)
+    truths = {task: truth_of_task(ground_truth, task) for task in ("detect", "segment") if by_task.get(task)}
+    if calibration := score_calibration(rows, truths, image_ids):
+        report["score_calibration"] = calibration
     return report
 
 
@@ -226,6 +231,7 @@ def format_report(report: dict) -> str:
         caption = report["caption"]
         lines.append(f"{'caption':<14} exact match {caption['exact_match']:.3f}  "
                      f"word accuracy {caption['word_accuracy']:.3f}  ({caption['captions']} captions)")
+    lines += format_calibration(report.get("score_calibration", {}))
     lines += [f"note: {note}" for note in report.get("notes", [])]
     return "\n".join(lines)
 

@@ -20,13 +20,13 @@ from pipelines.stages.requests import ModelRequest, expand_requests
 from pipelines.tasks.base import TaskSpec
 from pipelines.tasks.registry import get_task
 from schemas import columns as C
-from schemas.columns import pack_mask_logits, pack_token_ends, pack_token_logprobs
+from schemas.columns import pack_mask_logits, pack_token_ends, pack_token_logprobs, pack_token_top
 from schemas.job import PromptOptions, VllmSettings
 from schemas.rows import Status
 
 OUTPUT_COLUMNS = (
     C.IMAGE_ID, C.SOURCE_URI, C.WIDTH, C.HEIGHT, C.TASK, C.PROMPT, C.RAW_OUTPUT, C.MASK_LOGITS, C.TOKEN_LOGPROBS,
-    C.TOKEN_ENDS, C.FINISH_REASON, C.STATUS, C.ERROR
+    C.TOKEN_ENDS, C.TOKEN_TOP_BINS, C.TOKEN_TOP_LOGPROBS, C.FINISH_REASON, C.STATUS, C.ERROR
 )
 CONTRACT = StageContract(
     "generate", reads=(C.IMAGE_ID, C.SOURCE_URI, C.QUESTION, C.DONE_TASKS, C.PIXELS, C.WIDTH, C.HEIGHT, C.ERROR),
@@ -187,7 +187,8 @@ class _OutputRows:
         batch = self.batch
         values = (batch[C.IMAGE_ID][row], batch[C.SOURCE_URI][row], batch[C.WIDTH][row], batch[C.HEIGHT][row],
                   task, prompt, raw, mask_logits, pack_token_logprobs(scored.token_logprobs),
-                  pack_token_ends(scored.token_ends), scored.finish_reason, status.value, error)
+                  pack_token_ends(scored.token_ends), *pack_token_top(scored.token_top_bins, scored.token_top_logprobs),
+                  scored.finish_reason, status.value, error)
         for name, value in zip(OUTPUT_COLUMNS, values):
             self.values[name].append(value)
 

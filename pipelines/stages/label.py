@@ -13,7 +13,7 @@ from pipelines.stages.contract import Rows, StageContract, describe_error
 from pipelines.tasks.base import ModelAnswer
 from pipelines.tasks.registry import get_task
 from schemas import columns as C
-from schemas.columns import unpack_mask_logits, unpack_token_ends, unpack_token_logprobs
+from schemas.columns import unpack_mask_logits, unpack_token_ends, unpack_token_logprobs, unpack_token_top
 from schemas.job import PromptOptions
 from schemas.rows import LABEL_ROW_SCHEMA, FinishReason, LabelRow, Status
 
@@ -91,8 +91,12 @@ def _token_logprobs(generated: dict) -> TokenLogprobs | None:
     """The answer's token log-probabilities; None (unscored) for rows from a stage that sent none."""
     if C.TOKEN_LOGPROBS not in generated:
         return None
-    return TokenLogprobs(ends=unpack_token_ends(generated[C.TOKEN_ENDS]).astype(np.int64),
-                         logprobs=unpack_token_logprobs(generated[C.TOKEN_LOGPROBS]).astype(np.float64))
+    logprobs = unpack_token_logprobs(generated[C.TOKEN_LOGPROBS]).astype(np.float64)
+    top = unpack_token_top(generated.get(C.TOKEN_TOP_BINS, b""), generated.get(C.TOKEN_TOP_LOGPROBS, b""),
+                           len(logprobs))
+    return TokenLogprobs(ends=unpack_token_ends(generated[C.TOKEN_ENDS]).astype(np.int64), logprobs=logprobs,
+                         top_bins=None if top is None else top[0].astype(np.int64),
+                         top_logprobs=None if top is None else top[1].astype(np.float64))
 
 
 def to_label_table(batch: pa.Table, options: PromptOptions, model_name: str, run_id: str) -> pa.Table:

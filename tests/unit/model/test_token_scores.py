@@ -5,6 +5,8 @@ through validation and a Parquet file, and each score is recomputed from the mod
 prompt + generated tokens in a single forward pass, one request at a time (no padding).
 """
 
+import math
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -40,8 +42,8 @@ def run_and_store(stage: GenerateStage, batch: dict, options: PromptOptions, tmp
     return pq.read_table(tmp_path / "rows.parquet").to_pylist(), new_ids
 
 
-def teacher_forced_logprobs(stage: GenerateStage, prompt: str, pixels: np.ndarray, new_ids: list[int]) -> np.ndarray:
-    """log p(new_ids[j] | image, prompt, new_ids[:j]) for every j, from one forward pass."""
+def teacher_forced_log_softmax(stage: GenerateStage, prompt: str, pixels: np.ndarray, new_ids: list[int]):
+    """log p(. | image, prompt, new_ids[:j]) over the vocabulary for every j, from one forward pass."""
     inputs = stage.engine.processor(text=["<image>" + prompt], images=[pixels], do_resize=False, return_tensors="pt")
     prompt_length = inputs["input_ids"].shape[1]
     answer = torch.tensor([new_ids])
@@ -53,26 +55,40 @@ def teacher_forced_logprobs(stage: GenerateStage, prompt: str, pixels: np.ndarra
             token_type_ids=torch.cat([inputs["token_type_ids"], torch.ones_like(answer)], dim=1),
             pixel_values=inputs["pixel_values"].to(stage.engine.model.dtype),
         ).logits[0, prompt_length - 1:-1]
-    return torch.log_softmax(logits.float(), dim=-1).gather(1, answer.T).squeeze(1).numpy()
+    return torch.log_softmax(logits.float(), dim=-1)
 
 
 def recomputed_answer_score(stage: GenerateStage, prompt: str, pixels: np.ndarray, ids: list[int]) -> float:
     tokenizer = stage.engine.processor.tokenizer
-    logprobs = teacher_forced_logprobs(stage, prompt, pixels, ids)
+    logprobs = teacher_forced_log_softmax(stage, prompt, pixels, ids).gather(1, torch.tensor([ids]).T).squeeze(1)
     eos = {stage.engine.model.generation_config.eos_token_id}
-    _, _, kept = answer_tokens(tokenizer, ids, logprobs, eos, set(tokenizer.all_special_ids))
-    return float(np.exp(np.mean(kept, dtype=np.float64)))
+    _, _, kept = answer_tokens(tokenizer, ids, eos, set(tokenizer.all_special_ids))
+    return float(np.exp(np.mean(logprobs.numpy()[kept], dtype=np.float64)))
 
 
 def recomputed_box_score(stage: GenerateStage, prompt: str, pixels: np.ndarray, ids: list[int]) -> float:
-    """The box rule on teacher-forced log-probabilities of a one-box answer: its least sure token among
-    those ending within the <loc> run, times every later token (the label)."""
+    """The box rule on a teacher-forced pass over a one-box answer: per <loc> token, the share of the
+    probability of the <loc> tokens among the step's 20 most likely that lies within an eighth of the
+    box's side (at least one bin) of the chosen one, times every later token's probability (the label)."""
     tokenizer = stage.engine.processor.tokenizer
-    logprobs = teacher_forced_logprobs(stage, prompt, pixels, ids)
-    eos = {stage.engine.model.generation_config.eos_token_id}
-    text, ends, kept = answer_tokens(tokenizer, ids, logprobs, eos, set(tokenizer.all_special_ids))
-    in_locs = ends <= text.rindex(">") + 1
-    return float(np.exp(kept[in_locs].min() + np.sum(kept[~in_locs], dtype=np.float64)))
+    log_softmax = teacher_forced_log_softmax(stage, prompt, pixels, ids)
+    tokens = tokenizer.convert_ids_to_tokens(ids)
+    locs = [int(token[4:8]) for token in tokens if token.startswith("<loc")]
+    y0, x0, y1, x1 = locs
+    tolerance = [max(1, (y1 - y0) // 8), max(1, (x1 - x0) // 8)] * 2
+    log_score = 0.0
+    for step, token in enumerate(tokens):
+        if token == tokenizer.eos_token:
+            break
+        if step < 4:
+            top = log_softmax[step].topk(20)
+            located = [(math.exp(value), int(other[4:8])) for value, other in zip(
+                top.values.tolist(), tokenizer.convert_ids_to_tokens(top.indices.tolist())) if other.startswith("<loc")]
+            near = sum(p for p, bin_ in located if abs(bin_ - locs[step]) <= tolerance[step])
+            log_score += math.log(near / sum(p for p, _ in located))
+        else:
+            log_score += float(log_softmax[step, ids[step]])
+    return math.exp(log_score)
 
 
 def test_text_scores_equal_a_teacher_forced_pass_also_under_left_padding(tiny_model_dir, tmp_path):
@@ -90,19 +106,39 @@ def test_text_scores_equal_a_teacher_forced_pass_also_under_left_padding(tiny_mo
 
 
 def test_a_stored_box_score_equals_a_teacher_forced_pass(tmp_path):
-    # The random model's detections never parse; a scripted one answers a valid box, whose entry
-    # is the whole answer: its score is its weakest <loc> token times the label's tokens.
+    # The random model's detections never parse; a scripted one answers a valid box, whose entry is
+    # the whole answer, and puts some of each coordinate's probability 3 bins away (inside the box's
+    # tolerance of 25 bins) and some 60 bins away (outside it).
     answer = "<loc0100><loc0200><loc0300><loc0400> car"
-    model_dir = save_scripted_paligemma(tmp_path / "scripted", answer, with_vae=False)
+    model_dir = save_scripted_paligemma(tmp_path / "scripted", answer, with_vae=False,
+                                        location_alternatives={3: -1.0, -60: -0.5})
     options = PromptOptions(classes=("car",))
     stage = GenerateStage(str(model_dir), None, ["detect"], options, batch_size=2)
-    with torch.no_grad():  # flatter logits, same argmax: probabilities well inside (0, 1)
-        stage.engine.model.lm_head.weight.mul_(LOGIT_SCALE)
     batch = decoded_batch(["", ""])
     rows, new_ids = run_and_store(stage, batch, options, tmp_path)
     for row, ids, image in zip(rows, new_ids, [0, 1]):
         assert row["status"] == "ok" and row["raw_output"] == answer
         (box,) = row["boxes"]
         expected = recomputed_box_score(stage, row["prompt"], batch[C.PIXELS][image], ids)
-        assert 1e-8 < box["score"] < 0.99  # a product over the label's tokens: small under these flat logits
+        chosen_only = math.exp(sum(teacher_forced_log_softmax(stage, row["prompt"], batch[C.PIXELS][image], ids)
+                                   .gather(1, torch.tensor([ids]).T).squeeze(1)[:5].tolist()))
+        assert box["score"] > 1.01 * chosen_only  # the bins 3 away count, those 60 away do not
         assert box["score"] == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize(("alternatives", "low", "high"), [
+    ({1: -0.5, -2: -0.5, 3: -1.0, -4: -1.0}, 0.99, 1.0),  # unsure which of five neighbouring bins: right all the same
+    ({100: -0.5, -200: -0.5, 150: -1.0, -300: -1.0}, 0.0, 0.34 ** 4),  # unsure where the box is: 0.339 ** 4
+])
+def test_a_box_whose_coordinates_spread_over_neighbouring_bins_scores_high_and_far_apart_low(
+        tmp_path, alternatives, low, high):
+    # Under either script the chosen bins' own probabilities are the same (0.34 each), so the
+    # earlier score (least sure coordinate times the label) could not tell the two apart.
+    answer = "<loc0400><loc0410><loc0600><loc0610> car"
+    model_dir = save_scripted_paligemma(tmp_path / "scripted", answer, with_vae=False,
+                                        location_alternatives=alternatives)
+    options = PromptOptions(classes=("car",))
+    rows, _ = run_and_store(GenerateStage(str(model_dir), None, ["detect"], options, batch_size=1),
+                            decoded_batch([""]), options, tmp_path)
+    (box,) = rows[0]["boxes"]
+    assert low <= box["score"] <= high, box["score"]
