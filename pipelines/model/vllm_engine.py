@@ -38,9 +38,9 @@ from pipelines.model.load import (
 )
 from pipelines.model.token_scores import TOP_K, location_bins_of_ids
 from pipelines.model.vllm_numerics import (
-    TRANSFORMERS_NUMERICS,
     WHOLE_PROMPT_SETTINGS,
     prompt_attends_bidirectionally_on_cpu,
+    transformers_numerics,
 )
 from schemas.job import VllmSettings
 
@@ -131,7 +131,7 @@ class VllmEngine:
                 trust_remote_code=False,
                 seed=0,
                 max_logprobs=TOP_K,
-                hf_overrides=TRANSFORMERS_NUMERICS,
+                hf_overrides=transformers_numerics(),
                 **WHOLE_PROMPT_SETTINGS,
             )
         except Exception as err:

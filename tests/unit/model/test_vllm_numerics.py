@@ -3,7 +3,9 @@ pipelines.model.vllm_numerics runs inside vLLM: tests/integration/test_vllm_engi
 
 import torch
 
-from pipelines.model.vllm_numerics import TRANSFORMERS_NUMERICS, WHOLE_PROMPT_SETTINGS, causal_flags
+from pipelines.model.load import load_model, load_processor
+from pipelines.model.vllm_numerics import WHOLE_PROMPT_SETTINGS, causal_flags, transformers_numerics
+from tests.conftest import SHAPES_MODEL
 
 
 def test_a_requests_first_pass_is_bidirectional_and_its_answer_tokens_causal():
@@ -21,6 +23,21 @@ def test_a_step_of_answer_tokens_only_stays_plainly_causal():
     assert causal_flags(torch.tensor([0, 1]), torch.tensor([1]), 1) is None
 
 
-def test_the_engine_settings_match_transformers():
-    assert TRANSFORMERS_NUMERICS == {"text_config": {"attn_logit_softcapping": None, "final_logit_softcapping": None}}
+def test_vllm_turns_off_exactly_the_soft_caps_the_installed_transformers_skips():
+    """Against what transformers does with the shapes checkpoint (both caps set in its config): the attention
+    it picks, and whether the logits it returns are the head's output capped at 30."""
+    model = load_model(str(SHAPES_MODEL), None, torch.device("cpu"), "float32")
+    processor = load_processor(str(SHAPES_MODEL))
+    inputs = processor(text=["<image>caption en"], images=[torch.zeros(3, 112, 112)], return_tensors="pt")
+    with torch.no_grad():
+        out = model(**inputs, output_hidden_states=True)
+    head = model.lm_head(out.hidden_states[-1])
+    capped = not torch.allclose(out.logits, head, atol=1e-4)
+    assert capped == torch.allclose(out.logits, 30 * torch.tanh(head / 30), atol=1e-4)
+    skipped = transformers_numerics().get("text_config", {})
+    assert ("final_logit_softcapping" in skipped) == (not capped)
+    assert ("attn_logit_softcapping" in skipped) == (model.config.text_config._attn_implementation == "sdpa")
+
+
+def test_prompts_run_whole_and_unshared():
     assert WHOLE_PROMPT_SETTINGS == {"enable_chunked_prefill": False, "enable_prefix_caching": False}
