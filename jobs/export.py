@@ -32,12 +32,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label-config", default=None, metavar="FILE",
                         help="With --format labelstudio: also write the matching Label Studio labelling config "
                              "(XML) to FILE; create the project with it.")
+    parser.add_argument("--shard-size", type=int, default=None, metavar="N",
+                        help="Write --output as a folder (local or bucket) of files of at most N Label Studio tasks "
+                             "(for a source storage sync) or N COCO images (one labelling job each) instead of "
+                             "one file.")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="Rows read at a time.")
     args = parser.parse_args(argv)
     try:
         urls = UrlMap.parse(args.image_url_prefix)
         row_filter = RowFilter(tasks=args.tasks, statuses=args.status, min_score=args.min_score)
-        print(export(args.format, args.input, args.output, row_filter, urls, args.batch_size, args.label_config))
+        print(export(args.format, args.input, args.output, row_filter, urls, args.batch_size, args.label_config,
+                     args.shard_size))
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.review.export.coco import export_coco
+from pipelines.review.export.coco import export_coco, export_coco_shards
 from pipelines.review.export.labelstudio import export_labelstudio
 from pipelines.review.export.source import DEFAULT_BATCH_SIZE, RowFilter, UrlMap
 
@@ -10,17 +10,25 @@ FORMATS = {"labelstudio": export_labelstudio, "coco": export_coco}
 
 
 def export(fmt: str, uri: str, output: str, row_filter: RowFilter = RowFilter(), urls: UrlMap = UrlMap(),
-           batch_size: int = DEFAULT_BATCH_SIZE, label_config: str | None = None) -> str:
+           batch_size: int = DEFAULT_BATCH_SIZE, label_config: str | None = None,
+           shard_size: int | None = None) -> str:
     """Write `uri`'s rows to `output` in `fmt` (and, for Label Studio, its labelling config to
-    `label_config`); returns a one-line summary of what was written."""
+    `label_config`); with `shard_size`, `output` is a folder that gets files of at most that many tasks
+    or images each. Returns a one-line summary of what was written."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if shard_size is not None and shard_size < 1:
+        raise ValueError(f"--shard-size must be at least 1, not {shard_size}")
     if fmt == "labelstudio":
-        counts = export_labelstudio(uri, output, row_filter, urls, batch_size, label_config)
+        counts = export_labelstudio(uri, output, row_filter, urls, batch_size, label_config, shard_size)
         config = f"; labelling config to {label_config}" if label_config else ""
+        where = output if shard_size is None else f"{counts['files']} files of at most {shard_size} tasks in {output}"
         return (f"wrote {counts['tasks']} Label Studio tasks (one per image: {counts['rows']} rows, "
-                f"{counts['regions']} regions, {counts['rows_not_ok']} rows not ok) to {output}{config}")
+                f"{counts['regions']} regions, {counts['rows_not_ok']} rows not ok) to {where}{config}")
     if label_config is not None:
         raise ValueError("--label-config is a Label Studio labelling config; it needs --format labelstudio")
-    written = export_coco(uri, output, row_filter, urls, batch_size)
+    if shard_size is not None:
+        written = export_coco_shards(uri, output, shard_size, row_filter, urls, batch_size)
+    else:
+        written = export_coco(uri, output, row_filter, urls, batch_size)
     return f"wrote {', '.join(f'{n} {name}' for name, n in written.items())} (COCO) to {output}"

@@ -20,12 +20,13 @@ import json
 import fsspec
 from pycocotools import mask as mask_utils
 
-from pipelines.review.export.jsonstream import JsonArrayWriter
+from pipelines.review.export.jsonstream import JsonArrayWriter, shard_path
 from pipelines.review.export.source import (
     DEFAULT_BATCH_SIZE,
     RowFilter,
     UrlMap,
     common_root,
+    iter_images,
     iter_rows,
     objects_of,
     relative_name,
@@ -66,6 +67,70 @@ def annotation_of(number: int, image: int, category: int, task: str, box: dict, 
     return annotation
 
 
+def image_record(row: dict, root: str | None, urls: UrlMap) -> dict:
+    """One COCO image: its id, its path below the images' common root, size and URLs."""
+    return {"id": coco_image_id(row["image_id"]), "file_name": relative_name(row["source_uri"], root or ""),
+            "width": row["width"], "height": row["height"], "coco_url": urls.url(row["source_uri"]),
+            "source_uri": row["source_uri"]}
+
+
+def _root_and_labels(uri: str, row_filter: RowFilter, batch_size: int) -> tuple[str | None, dict[str, int]]:
+    """The images' common root, and the category ids of the labels the export will hold."""
+    root, labels = None, set()
+    for rows in iter_rows(uri, ["source_uri", "width", "boxes", "masks", "task"], row_filter, batch_size):
+        placed = [row for row in rows if row["width"] is not None]
+        if placed:
+            root = common_root([row["source_uri"] for row in placed] + ([root] if root is not None else []))
+        labels.update(box["label"] for row in placed for box, _ in objects_of(row, row_filter))
+    return root, {label: number for number, label in enumerate(sorted(labels), start=1)}
+
+
+def export_coco_shards(
+    uri: str, folder: str, shard_size: int, row_filter: RowFilter = RowFilter(), urls: UrlMap = UrlMap(),
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> dict[str, int]:
+    """The COCO export as files of at most `shard_size` images each (`folder/coco-00000.json`, ...), one
+    labelling job's worth apiece: every file a whole COCO dataset with all the categories (the same ids
+    in every file), and annotation ids unique across files, so the files together are exactly the
+    single-file export. Memory holds one shard's images and annotations."""
+    if shard_size < 1:
+        raise ValueError(f"a shard holds at least one image, not {shard_size}")
+    row_filter = _object_filter(row_filter)
+    root, categories = _root_and_labels(uri, row_filter, batch_size)
+    info = {"description": f"paligemma-labeller export of {uri}"}
+    category_list = [{"id": number, "name": label, "supercategory": ""} for label, number in categories.items()]
+    counts = {"images": 0, "annotations": 0, "categories": len(categories), "files": 0}
+    images: list[dict] = []
+    annotations: list[dict] = []
+
+    def flush() -> None:
+        with fsspec.open(shard_path(folder, "coco", counts["files"]), "w") as handle:
+            json.dump({"info": info, "images": images, "categories": category_list, "annotations": annotations},
+                      handle, separators=(",", ":"))
+        counts["files"] += 1
+        counts["images"] += len(images)
+        counts["annotations"] += len(annotations)
+        images.clear()
+        annotations.clear()
+
+    columns = ["source_uri", "width", "height", "boxes", "masks"]
+    for rows in iter_images(uri, columns, row_filter, batch_size):
+        placed = [row for row in rows if row["width"] is not None]
+        if not placed:  # an unreadable image: nothing to place objects on
+            continue
+        images.append(image_record(placed[0], root, urls))
+        for row in placed:
+            for box, mask in objects_of(row, row_filter):
+                number = counts["annotations"] + len(annotations) + 1
+                annotations.append(annotation_of(number, images[-1]["id"], categories[box["label"]], row["task"],
+                                                 box, mask))
+        if len(images) == shard_size:
+            flush()
+    if images or not counts["files"]:
+        flush()
+    return counts
+
+
 def export_coco(
     uri: str, output: str, row_filter: RowFilter = RowFilter(), urls: UrlMap = UrlMap(),
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -93,10 +158,7 @@ def export_coco(
                     if image in seen:
                         continue
                     seen.add(image)
-                    images.write({"id": image, "file_name": relative_name(row["source_uri"], root or ""),
-                                  "width": row["width"],
-                                  "height": row["height"], "coco_url": urls.url(row["source_uri"]),
-                                  "source_uri": row["source_uri"]})
+                    images.write(image_record(row, root, urls))
         counts["images"] = images.count
         categories = {label: number for number, label in enumerate(sorted(labels), start=1)}
         counts["categories"] = len(categories)

@@ -20,6 +20,7 @@ Rectangles are in percent of the original image, brushes in Label Studio's own b
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections import defaultdict
@@ -29,7 +30,7 @@ import fsspec
 import numpy as np
 
 from pipelines.review.export.brush import mask_to_brush_rle
-from pipelines.review.export.jsonstream import JsonArrayWriter
+from pipelines.review.export.jsonstream import JsonArrayWriter, ShardedArrayWriter
 from pipelines.review.export.source import DEFAULT_BATCH_SIZE, RowFilter, UrlMap, iter_images, iter_rows, objects_of
 from schemas.annotations import Rle
 
@@ -184,10 +185,12 @@ def label_config(labels: dict[str, set[str]], prompts: dict[str, str]) -> str:
 
 def export_labelstudio(
     uri: str, output: str, row_filter: RowFilter = RowFilter(), urls: UrlMap = UrlMap(),
-    batch_size: int = DEFAULT_BATCH_SIZE, config_output: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE, config_output: str | None = None, shard_size: int | None = None,
 ) -> dict[str, int]:
     """Stream the dataset at `uri` into a Label Studio tasks file at `output` (one task per image) and,
-    with `config_output`, its labelling config; returns the counts written.
+    with `config_output`, its labelling config; returns the counts written. With `shard_size`, `output`
+    is a folder (or bucket prefix) that gets files of at most `shard_size` tasks each
+    (`tasks-00000.json`, ...), which Label Studio's source storage imports one task list per file.
 
     Two passes: the first learns each control's labels, prompts and score distribution, the second
     groups the rows by image (`iter_images`) and writes the tasks."""
@@ -201,7 +204,11 @@ def export_labelstudio(
                 else:
                     labels[control].add(label)
     counts = {"tasks": 0, "rows": 0, "regions": 0, "rows_not_ok": 0}
-    with fsspec.open(output, "w") as handle, JsonArrayWriter(handle) as tasks:
+    with contextlib.ExitStack() as stack:
+        if shard_size:
+            tasks = stack.enter_context(ShardedArrayWriter(output, "tasks", shard_size))
+        else:
+            tasks = stack.enter_context(JsonArrayWriter(stack.enter_context(fsspec.open(output, "w"))))
         for rows in iter_images(uri, COLUMNS, row_filter, batch_size):
             task = image_task(rows, scores, row_filter, urls)
             tasks.write(task)
@@ -209,6 +216,7 @@ def export_labelstudio(
             counts["regions"] += len(task["predictions"][0]["result"])
             counts["rows_not_ok"] += task["data"]["problems"]
     counts["tasks"] = tasks.count
+    counts["files"] = len(tasks.paths) if shard_size else 1
     if config_output is not None:
         with fsspec.open(config_output, "w") as handle:
             handle.write(label_config(labels, prompts))
