@@ -365,5 +365,7 @@ def train_shapes(output: str | Path, cfg: TrainConfig = TrainConfig(), log_every
         "total_seconds": round(time.perf_counter() - started, 1),
         "torch": torch.__version__,
     }
+    if cfg.init_from:  # the whole recipe: how the starting checkpoint was trained, then this run
+        summary["init_from_training"] = json.loads((Path(cfg.init_from) / SUMMARY_FILE).read_text())
     (output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
