@@ -17,6 +17,7 @@ import fsspec
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from pipelines.review.evaluate import evaluate_rows, format_report, format_side_by_side, side_by_side  # noqa: E402
+from pipelines.review.ground_truth import read_ground_truth  # noqa: E402
 from pipelines.storage.output import read_annotations  # noqa: E402
 
 COLUMNS = ["source_uri", "task", "status", "boxes", "masks", "text"]
@@ -25,19 +26,22 @@ COLUMNS = ["source_uri", "task", "status", "boxes", "masks", "text"]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--predictions", required=True, help="The annotation dataset (directory or URI).")
-    parser.add_argument("--ground-truth", required=True, help="COCO-format JSON, e.g. from jobs/make_shapes.py.")
+    parser.add_argument("--ground-truth", required=True,
+                        help="COCO-format JSON (jobs/make_shapes.py, any tool's COCO export) or Label Studio's JSON "
+                             "export of the reviewed tasks.")
     parser.add_argument("--output", help="Where to write the JSON report (default: print only).")
     parser.add_argument("--show", type=int, default=0, metavar="N",
                         help="Also print the predictions of the first N images next to their ground truth.")
     args = parser.parse_args(argv)
 
     with fsspec.open(args.ground_truth, "r") as f:
-        ground_truth = json.load(f)
+        loaded = json.load(f)
     rows = read_annotations(args.predictions, COLUMNS).to_pylist()
     try:
+        ground_truth = read_ground_truth(loaded)
         report = evaluate_rows(rows, ground_truth)
         shown = side_by_side(rows, ground_truth, args.show) if args.show else []
-    except ValueError as err:  # two ground-truth images that the rows cannot tell apart
+    except ValueError as err:  # not ground truth, or two of its images that the rows cannot tell apart
         print(f"error: {err}", file=sys.stderr)
         return 2
     if shown:

@@ -22,6 +22,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from pipelines.review.acceptance import acceptance, format_acceptance
 from pipelines.review.calibration import format_calibration, score_calibration
 
 UNSCORED = 1.0  # for boxes without a score (rows written before scores existed); COCOeval needs one to rank
@@ -212,6 +213,8 @@ def evaluate_rows(rows: list[dict], ground_truth: dict) -> dict:
     truths = {task: truth_of_task(ground_truth, task) for task in ("detect", "segment") if by_task.get(task)}
     if calibration := score_calibration(rows, truths, image_ids):
         report["score_calibration"] = calibration
+    if accepted := acceptance(rows, ground_truth, image_ids):
+        report["acceptance"] = accepted
     return report
 
 
@@ -232,6 +235,7 @@ def format_report(report: dict) -> str:
         lines.append(f"{'caption':<14} exact match {caption['exact_match']:.3f}  "
                      f"word accuracy {caption['word_accuracy']:.3f}  ({caption['captions']} captions)")
     lines += format_calibration(report.get("score_calibration", {}))
+    lines += format_acceptance(report.get("acceptance", {}))
     lines += [f"note: {note}" for note in report.get("notes", [])]
     return "\n".join(lines)
 

@@ -67,3 +67,37 @@ def _bits(values: np.ndarray, widths: np.ndarray) -> np.ndarray:
     shifts = widths[:, None] - 1 - positions[None, :]
     grid = (values[:, None] >> np.maximum(shifts, 0)) & 1
     return grid[positions[None, :] < widths[:, None]].astype(np.uint8)
+
+
+def brush_rle_to_mask(rle: list[int], height: int, width: int) -> np.ndarray:
+    """Label Studio brush RLE bytes -> a (height, width) boolean mask (the alpha channel, nonzero). Reads
+    any field widths the header names, so it takes masks drawn in Label Studio as well as ours."""
+    bits = np.unpackbits(np.asarray(rle, dtype=np.uint8))
+    position = 0
+
+    def take(count: int) -> int:
+        nonlocal position
+        field = bits[position:position + count]
+        if len(field) < count:
+            raise ValueError("brush RLE ends inside a field")
+        position += count
+        return int(field.dot(1 << np.arange(count - 1, -1, -1, dtype=np.int64))) if count else 0
+
+    total = take(32)
+    word = take(5) + 1
+    widths = [take(4) + 1 for _ in range(4)]
+    if total != height * width * CHANNELS:
+        raise ValueError(f"brush RLE holds {total} values, not {height} x {width} x {CHANNELS}")
+    flat = np.empty(total, dtype=np.int64)
+    filled = 0
+    while filled < total:
+        repeated = take(1)
+        length = take(widths[take(2)]) + 1
+        if filled + length > total:
+            raise ValueError("brush RLE runs past its element count")
+        if repeated:
+            flat[filled:filled + length] = take(word)
+        else:
+            flat[filled:filled + length] = [take(word) for _ in range(length)]
+        filled += length
+    return flat.reshape(height, width, CHANNELS)[:, :, CHANNELS - 1] > 0

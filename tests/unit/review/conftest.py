@@ -1,4 +1,4 @@
-"""Shared by the export tests: label-studio-sdk's brush converter."""
+"""Shared by the review and export tests: label-studio-sdk's brush converter."""
 
 import os
 
