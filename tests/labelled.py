@@ -8,26 +8,20 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.dataset as pads
 
 from pipelines.devtools.shapes import write_shapes
+from pipelines.review.reviewed import write_rows as write_annotation_rows
 from pipelines.stages.read import image_id_for
-from pipelines.storage.output import SUMMARY_FILE
 from schemas.annotations import Rle
-from schemas.rows import LABEL_ROW_SCHEMA, LabelRow
+from schemas.rows import LabelRow
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
 MODEL = "models/shapes-paligemma"
 
 
 def write_rows(rows: list[LabelRow], output: Path) -> Path:
-    """Hive-partitioned by task, like the pipeline's output."""
-    table = pa.Table.from_pylist([row.model_dump() for row in rows], schema=LABEL_ROW_SCHEMA)
-    pads.write_dataset(table, output, format="parquet", partitioning=["task"], partitioning_flavor="hive",
-                       existing_data_behavior="overwrite_or_ignore")
-    (output / SUMMARY_FILE).write_text("{}")  # a finished run's marker: readers refuse a dataset without it
-    return output
+    """Hive-partitioned by task, like the pipeline's output, with its `_summary.json`."""
+    return Path(write_annotation_rows(rows, str(output), {}))
 
 
 def shapes_rows(shapes_dir: Path, count: int = 6, seed: int = 7) -> tuple[list[LabelRow], dict]:

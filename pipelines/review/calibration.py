@@ -19,7 +19,7 @@ RIGHT_IOU = 0.5
 RELIABILITY_BINS = 10
 
 
-def _truth_region(annotation: dict, height: int, width: int):
+def truth_region(annotation: dict, height: int, width: int):
     """A true object as pycocotools' iou takes it: its box, or its mask as RLE."""
     segmentation = annotation["segmentation"]
     if isinstance(segmentation, list):  # polygons
@@ -42,7 +42,7 @@ def right_or_wrong(predicted: list[dict], truth: list[dict], names: dict[int, st
         if candidates:
             if field == "masks":
                 ours = [{"size": list(item["rle"]["size"]), "counts": item["rle"]["counts"]}]
-                theirs = [_truth_region(truth[k], *image_hw) for k in candidates]
+                theirs = [truth_region(truth[k], *image_hw) for k in candidates]
             else:
                 ours = [[item["x_min"], item["y_min"], item["x_max"] - item["x_min"], item["y_max"] - item["y_min"]]]
                 theirs = [truth[k]["bbox"] for k in candidates]

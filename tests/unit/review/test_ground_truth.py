@@ -81,3 +81,4 @@ def test_coco_passes_through_and_anything_else_is_refused():
     assert read_ground_truth(coco) is coco
     with pytest.raises(ValueError, match="COCO"):
         read_ground_truth({"tasks": []})
+

@@ -147,3 +147,26 @@ def test_coco_refuses_text_tasks_and_filters_scores(labelled, tmp_path):
 def test_coco_image_ids_are_exact_in_json_numbers():
     assert 0 <= coco_image_id("0123456789abcdef") < 2 ** 53
     assert coco_image_id("a") != coco_image_id("b")
+
+
+def read_json(path):
+    return json.loads(path.read_text())
+
+
+def test_coco_files_stand_alone_with_the_same_categories_and_together_equal_the_single_file(labelled, tmp_path):
+    dataset, _, _ = labelled
+    export("coco", str(dataset), str(tmp_path / "one.json"))
+    export("coco", str(dataset), str(tmp_path / "shards"), shard_size=3)
+    whole = read_json(tmp_path / "one.json")
+    shards = [read_json(f) for f in sorted((tmp_path / "shards").iterdir())]
+    assert len(shards) == -(-len(whole["images"]) // 3)
+    for shard in shards:
+        assert 1 <= len(shard["images"]) <= 3 and shard["categories"] == whole["categories"]
+        assert {a["image_id"] for a in shard["annotations"]} <= {image["id"] for image in shard["images"]}
+    key = lambda items: sorted(items, key=lambda item: item["id"])  # noqa: E731
+    assert key([i for s in shards for i in s["images"]]) == key(whole["images"])
+    # the same objects, and ids unique across the files
+    annotations = [a for s in shards for a in s["annotations"]]
+    assert len({a["id"] for a in annotations}) == len(annotations) == len(whole["annotations"])
+    strip = lambda a: json.dumps({k: v for k, v in a.items() if k != "id"}, sort_keys=True)  # noqa: E731
+    assert sorted(map(strip, annotations)) == sorted(map(strip, whole["annotations"]))

@@ -148,3 +148,20 @@ def test_brush_masks_decode_back_to_the_same_pixels_with_label_studio_sdk(labell
             np.testing.assert_array_equal(decoded > 0, original[0].to_binary())
             checked += 1
     assert checked == len(masks) > 5
+
+
+def read_json(path):
+    return json.loads(path.read_text())
+
+
+def test_label_studio_task_files_hold_at_most_n_tasks_and_together_the_whole_export(labelled, tmp_path):
+    dataset, _, _ = labelled
+    export("labelstudio", str(dataset), str(tmp_path / "one.json"))
+    summary = export("labelstudio", str(dataset), str(tmp_path / "shards"), shard_size=2)
+    whole = read_json(tmp_path / "one.json")
+    files = sorted((tmp_path / "shards").iterdir())
+    assert [f.name for f in files][:2] == ["tasks-00000.json", "tasks-00001.json"]
+    shards = [read_json(f) for f in files]
+    assert len(files) == -(-len(whole) // 2) and all(1 <= len(shard) <= 2 for shard in shards)
+    assert [task for shard in shards for task in shard] == whole
+    assert f"{len(files)} files of at most 2 tasks" in summary
