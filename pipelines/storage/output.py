@@ -15,7 +15,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from pipelines.storage.filesystems import annotation_dataset
+from pipelines.storage.filesystems import annotation_dataset, reads_with_threads
 
 PARTITION_COLUMNS = ["task"]  # the dataset is hive-partitioned by task (below any --partition key)
 # Leading underscores: Parquet readers skip these names.
@@ -269,7 +269,8 @@ def committed_dataset(uri: str) -> pads.Dataset:
 def read_annotations(uri: str, columns: list[str] | None = None) -> pa.Table:
     """A written annotation dataset (local or object storage) as one table, `task` included; refused
     while unfinished (`committed_dataset`)."""
-    return committed_dataset(uri).to_table(columns=columns)
+    dataset = committed_dataset(uri)
+    return dataset.to_table(columns=columns, use_threads=reads_with_threads(dataset))
 
 
 def summarize(filesystem: fsspec.AbstractFileSystem, path: str) -> dict:
@@ -277,7 +278,7 @@ def summarize(filesystem: fsspec.AbstractFileSystem, path: str) -> dict:
     dataset = annotation_dataset(filesystem, path) if filesystem.exists(path) else None
     if dataset is None or not dataset.files:
         return {"rows": 0, "images": 0, "rows_per_task_and_status": {}}
-    table = dataset.to_table(columns=["task", "status", "image_id"])
+    table = dataset.to_table(columns=["task", "status", "image_id"], use_threads=reads_with_threads(dataset))
     counts = table.group_by(["task", "status"]).aggregate([("image_id", "count")])
     rows: dict[str, dict[str, int]] = {}
     for task, status, count in zip(*(counts.column(c).to_pylist() for c in ("task", "status", "image_id_count"))):

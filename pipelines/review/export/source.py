@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import pyarrow.dataset as pads
 
+from pipelines.storage.filesystems import reads_with_threads
 from pipelines.storage.output import committed_dataset
 
 DEFAULT_BATCH_SIZE = 1024
@@ -90,7 +91,7 @@ def _condition(row_filter: RowFilter) -> pads.Expression | None:
 
 def _scanner(dataset: pads.Dataset, columns: Sequence[str], row_filter: RowFilter, batch_size: int) -> pads.Scanner:
     return dataset.scanner(columns=list(columns), filter=_condition(row_filter), batch_size=batch_size,
-                           batch_readahead=1, fragment_readahead=1)
+                           batch_readahead=1, fragment_readahead=1, use_threads=reads_with_threads(dataset))
 
 
 def iter_images(
