@@ -2,29 +2,13 @@
 name, scored by evaluate exactly as the objects they were made from."""
 
 import copy
-import json
 
 import numpy as np
 import pytest
 
 from pipelines.review.evaluate import evaluate_rows
-from pipelines.review.export import export
 from pipelines.review.export.brush import brush_rle_to_mask, mask_to_brush_rle
 from pipelines.review.ground_truth import coco_from_labelstudio, final_annotation, read_ground_truth
-
-
-@pytest.fixture(scope="module")
-def reviewed(labelled, tmp_path_factory):
-    """The labelled dataset exported to Label Studio, each task 'reviewed' by accepting its prediction."""
-    dataset, rows, _ = labelled
-    path = tmp_path_factory.mktemp("ls-truth") / "tasks.json"
-    export("labelstudio", str(dataset), str(path))
-    tasks = json.loads(path.read_text())
-    for number, task in enumerate(tasks):
-        task["id"] = number
-        task["annotations"] = [{"id": 1, "result": copy.deepcopy(task["predictions"][0]["result"]),
-                                "was_cancelled": False, "updated_at": "2026-12-01T10:00:00Z"}]
-    return [row.model_dump() for row in rows], tasks
 
 
 def test_accepted_predictions_score_perfectly_as_ground_truth(reviewed):

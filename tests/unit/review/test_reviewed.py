@@ -1,30 +1,13 @@
 """The reviewed labels as an annotation dataset: the predictions' rows, with the review's objects and texts."""
 
-import copy
-import json
 
 import pytest
 
 from pipelines.review.evaluate import ImageIndex, evaluate_rows
-from pipelines.review.export import export
 from pipelines.review.ground_truth import coco_from_labelstudio
 from pipelines.review.reviewed import reviewed_rows, write_rows
 from pipelines.storage.output import read_annotations
 from tests.jobs import load_job
-
-
-@pytest.fixture(scope="module")
-def reviewed(labelled, tmp_path_factory):
-    """The labelled dataset exported to Label Studio, each task 'reviewed' by accepting its prediction."""
-    dataset, rows, _ = labelled
-    path = tmp_path_factory.mktemp("ls-truth") / "tasks.json"
-    export("labelstudio", str(dataset), str(path))
-    tasks = json.loads(path.read_text())
-    for number, task in enumerate(tasks):
-        task["id"] = number
-        task["annotations"] = [{"id": 1, "result": copy.deepcopy(task["predictions"][0]["result"]),
-                                "was_cancelled": False, "updated_at": "2026-12-01T10:00:00Z"}]
-    return [row.model_dump() for row in rows], tasks
 
 
 def test_the_reviewed_labels_become_a_dataset_that_joins_the_predictions_and_scores_as_the_review(
