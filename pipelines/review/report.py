@@ -21,6 +21,7 @@ import fsspec
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from pipelines.review.acceptance import OUTCOMES
 from pipelines.review.export.source import DEFAULT_BATCH_SIZE, iter_rows
 from pipelines.stages.decode import displayed_image
 from schemas.annotations import Rle
@@ -166,8 +167,10 @@ def histogram_svg(counts: np.ndarray, title: str, width: int = 320, height: int 
     return "".join(parts)
 
 
-def build_report(uri: str, output: str | Path, samples: int = 12, batch_size: int = DEFAULT_BATCH_SIZE) -> dict:
-    """Write `output/index.html` and `output/gallery/*.png` for the dataset at `uri`; returns counts."""
+def build_report(uri: str, output: str | Path, samples: int = 12, batch_size: int = DEFAULT_BATCH_SIZE,
+                 acceptance: dict | None = None) -> dict:
+    """Write `output/index.html` and `output/gallery/*.png` for the dataset at `uri`; returns counts. With
+    `acceptance` (`pipelines.review.acceptance.acceptance` against a review), the page shows its table."""
     output = Path(output)
     (output / "gallery").mkdir(parents=True, exist_ok=True)
     tally, sample = Tally(), Sample(samples)
@@ -184,11 +187,32 @@ def build_report(uri: str, output: str | Path, samples: int = 12, batch_size: in
         figures.append(f'<figure><img src="{name}" alt="{html.escape(rows[0]["source_uri"])}">'
                        f"<figcaption>{html.escape(rows[0]['source_uri'])}<br>{html.escape(tasks)}<br>"
                        f"lowest score {lowest_score(rows):.2f}</figcaption></figure>")
-    (output / "index.html").write_text(_page(uri, tally, figures))
+    (output / "index.html").write_text(_page(uri, tally, figures, acceptance_html(acceptance or {})))
     return {"rows": sum(tally.rows.values()), "images_drawn": len(figures), "output": str(output / "index.html")}
 
 
-def _page(uri: str, tally: Tally, figures: list[str]) -> str:
+def acceptance_html(report: dict) -> str:
+    """The acceptance report as HTML tables: per object task, a row per class and the total; per text task, one
+    line. Empty without a report."""
+    parts = []
+    for task, entry in sorted(report.items()):
+        if "edited" in entry:
+            parts.append(f"<p>{html.escape(task)}: {entry['kept']} kept, {entry['edited']} edited "
+                         f"({entry['edit_distance']} characters changed)</p>")
+            continue
+        head = "".join(f"<th>{kind}</th>" for kind in (*OUTCOMES, "added"))
+        lines = [(label, per) for label, per in sorted(entry["per_class"].items())] + [("all", entry)]
+        body = "".join(f"<tr><td>{html.escape(label)}</td>" + "".join(f"<td>{per[kind]}</td>"
+                                                                     for kind in (*OUTCOMES, "added")) + "</tr>"
+                       for label, per in lines)
+        best = entry.get("best_min_score") or {}
+        tip = (f"<p>best --min-score {best['min_score']:.3f}: F1 {best['f1']:.3f}, precision {best['precision']:.3f}, "
+               f"recall {best['recall']:.3f}</p>" if best.get("min_score") is not None else "")
+        parts.append(f"<h3>{html.escape(task)}</h3><table><tr><th>class</th>{head}</tr>{body}</table>{tip}")
+    return "<h2>Pre-labels after review</h2>" + "".join(parts) if parts else ""
+
+
+def _page(uri: str, tally: Tally, figures: list[str], acceptance: str = "") -> str:
     tasks = sorted({task for task, _ in tally.rows})
     statuses = sorted({status for _, status in tally.rows})
     head = "".join(f"<th>{html.escape(s)}</th>" for s in statuses)
@@ -219,6 +243,7 @@ figcaption {{ font-size: 12px; word-break: break-all; }}
 <table><tr><th>task</th>{head}<th>all</th></tr>{body}</table>
 <h2>Scores</h2><div class="row">{histograms or "<p>no scores</p>"}</div>
 <h2>Most frequent labels</h2><div class="row">{labels or "<p>no labels</p>"}</div>
+{acceptance}
 <h2>Gallery: {len(figures)} sampled images, lowest score first</h2>
 <div>{"".join(figures) or "<p>no readable images</p>"}</div>
 </body></html>

@@ -1,11 +1,14 @@
 """The HTML report: what it counts and the images it draws (tests/integration/test_report_render.py renders it)."""
 
+import copy
+import json
 import re
 
 import numpy as np
 from PIL import Image
 
 from pipelines.review.report import BINS, draw_image, histogram_svg
+from tests.jobs import load_job
 
 # Sets data-images="loaded/total" on <body> once the page has loaded; injected into a copy of the
 # page by the test only (the report itself has no script).
@@ -38,3 +41,20 @@ def test_gallery_images_have_the_annotations_drawn(report):
 def test_histograms_are_svg_bars_with_counts():
     svg = histogram_svg(np.array([0, 2, 0, 0, 0, 0, 0, 0, 0, 5]), "box scores")
     assert svg.startswith("<svg") and svg.count("<rect") == len(BINS) - 1 and ">5</text>" in svg
+
+
+def test_given_a_review_the_report_shows_what_it_did_with_the_pre_labels(labelled, reviewed, tmp_path):
+    dataset, _, _ = labelled
+    _, tasks = reviewed
+    tasks = copy.deepcopy(tasks)
+    result = tasks[0]["annotations"][0]["result"]
+    result.remove(next(region for region in result if region["from_name"] == "detect"))  # one box deleted
+    (tmp_path / "review.json").write_text(json.dumps(tasks))
+    job = load_job("report")
+    assert job.main(["--input", str(dataset), "--output", str(tmp_path / "report"),
+                     "--ground-truth", str(tmp_path / "review.json")]) == 0
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "Pre-labels after review" in page and "best --min-score" in page
+    detect = page[page.index("<h3>detect</h3>"):].split("</table>")[0]
+    total = detect[detect.index("<td>all</td>"):]
+    assert total.startswith("<td>all</td><td>") and "</td><td>1</td><td>0</td></tr>" in total  # deleted 1, added 0
