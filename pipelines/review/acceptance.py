@@ -130,19 +130,29 @@ def _count(entry: dict, kind: str, label: str) -> None:
     per_class[kind] += 1
 
 
+def describe_best(entry: dict) -> str:
+    """The F1-best `--min-score` of a task's acceptance entry in words; "" when there is none."""
+    best = entry.get("best_min_score") or {}
+    if best.get("min_score") is None:
+        return ""
+    return (f"best --min-score {best['min_score']:.3f} (F1 {best['f1']:.3f}, precision {best['precision']:.3f}, "
+            f"recall {best['recall']:.3f})")
+
+
+def describe_texts(entry: dict) -> str:
+    return f"texts kept {entry['kept']}, edited {entry['edited']} ({entry['edit_distance']} characters changed)"
+
+
 def format_acceptance(report: dict) -> list[str]:
     """One line per task (and per class for object tasks)."""
     lines = []
     for task, entry in sorted(report.items()):
         if "edited" in entry:
-            lines.append(f"{task:<14} texts kept {entry['kept']}, edited {entry['edited']} "
-                         f"({entry['edit_distance']} characters changed)")
+            lines.append(f"{task:<14} {describe_texts(entry)}")
             continue
         counts = ", ".join(f"{kind} {entry[kind]}" for kind in (*OUTCOMES, "added"))
-        best = entry.get("best_min_score") or {}
-        tip = (f"; best --min-score {best['min_score']:.3f} (F1 {best['f1']:.3f}, precision {best['precision']:.3f}, "
-               f"recall {best['recall']:.3f})" if best.get("min_score") is not None else "")
-        lines.append(f"{task:<14} pre-labels {counts}{tip}")
+        best = describe_best(entry)
+        lines.append(f"{task:<14} pre-labels {counts}" + (f"; {best}" if best else ""))
         for label, per in sorted(entry["per_class"].items()):
             lines.append(f"  {label:<12} " + ", ".join(f"{kind} {per[kind]}" for kind in (*OUTCOMES, "added")))
     return lines

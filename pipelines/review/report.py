@@ -21,7 +21,7 @@ import fsspec
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from pipelines.review.acceptance import OUTCOMES
+from pipelines.review.acceptance import OUTCOMES, describe_best, describe_texts
 from pipelines.review.export.source import DEFAULT_BATCH_SIZE, iter_rows
 from pipelines.stages.decode import displayed_image
 from schemas.annotations import Rle
@@ -197,17 +197,14 @@ def acceptance_html(report: dict) -> str:
     parts = []
     for task, entry in sorted(report.items()):
         if "edited" in entry:
-            parts.append(f"<p>{html.escape(task)}: {entry['kept']} kept, {entry['edited']} edited "
-                         f"({entry['edit_distance']} characters changed)</p>")
+            parts.append(f"<p>{html.escape(task)}: {describe_texts(entry)}</p>")
             continue
         head = "".join(f"<th>{kind}</th>" for kind in (*OUTCOMES, "added"))
         lines = [(label, per) for label, per in sorted(entry["per_class"].items())] + [("all", entry)]
         body = "".join(f"<tr><td>{html.escape(label)}</td>" + "".join(f"<td>{per[kind]}</td>"
                                                                      for kind in (*OUTCOMES, "added")) + "</tr>"
                        for label, per in lines)
-        best = entry.get("best_min_score") or {}
-        tip = (f"<p>best --min-score {best['min_score']:.3f}: F1 {best['f1']:.3f}, precision {best['precision']:.3f}, "
-               f"recall {best['recall']:.3f}</p>" if best.get("min_score") is not None else "")
+        tip = f"<p>{html.escape(best)}</p>" if (best := describe_best(entry)) else ""
         parts.append(f"<h3>{html.escape(task)}</h3><table><tr><th>class</th>{head}</tr>{body}</table>{tip}")
     return "<h2>Pre-labels after review</h2>" + "".join(parts) if parts else ""
 
