@@ -1,7 +1,9 @@
 """The Label Studio export against a real Label Studio 1.23.2 server: a project made with the exported labelling
 config takes the exported tasks with strict prediction validation on, and gives back one task per image, every
 region with its score, the model version, and images that load, served both ways the docs describe (Label
-Studio's local-files storage, and a plain HTTP server with --image-url-prefix).
+Studio's local-files storage, and a plain HTTP server with --image-url-prefix). The way back: annotations made
+through the REST API with known edits come back through Label Studio's JSON export as exactly those acceptance
+counts, and a sharded export synced as source storage gives the tasks of an import.
 
 Label Studio lives in its own environment, `.labelstudio-venv/` (built by .ci/run from
 .ci/labelstudio-requirements.txt; or set LABEL_STUDIO_BIN to another one's `label-studio`). Without it this
@@ -203,3 +205,108 @@ def test_strict_validation_is_on_so_a_label_outside_the_config_is_refused(server
     rectangle["value"]["rectanglelabels"] = ["hexagon"]
     response = api.post(f"/api/projects/{project}/import", wrong)
     assert response.status_code == 400 and "hexagon" in response.text
+
+
+def reviewed_result(result: list[dict], edits: Counter) -> list[dict]:
+    """An annotator's result made from a prediction's regions, with at most one of each edit not yet made
+    (`edits` counts what was done): delete a detect box, move one by a tenth of its width (IoU 0.82: adjusted),
+    relabel one, add one, delete a mask, rewrite the caption. Scores are left out: people give none."""
+    regions = [{k: v for k, v in json.loads(json.dumps(r)).items() if k != "score"} for r in result]
+    detect = [r for r in regions if r["from_name"] == "detect"]
+    template = json.loads(json.dumps(detect[0])) if detect else None
+    for region in detect:
+        pending = [edit for edit in ("delete_box", "move_box", "relabel_box") if edits[edit] == 0]
+        if not pending:
+            break
+        if pending[0] == "delete_box":
+            regions.remove(region)
+        elif pending[0] == "move_box":
+            region["value"]["x"] += region["value"]["width"] / 10
+        else:
+            labels = ["circle", "square", "triangle"]
+            region["value"]["rectanglelabels"] = [labels[(labels.index(region["value"]["rectanglelabels"][0]) + 1) % 3]]
+        edits[pending[0]] += 1
+    if edits["add_box"] == 0 and template is not None:
+        template["id"] = "added"
+        template["value"].update(x=1.0, y=1.0, width=5.0, height=5.0)
+        regions.append(template)
+        edits["add_box"] += 1
+    masks = [r for r in regions if r["from_name"] == "segment"]
+    if edits["delete_mask"] == 0 and masks:
+        regions.remove(masks[0])
+        edits["delete_mask"] += 1
+    captions = [r for r in regions if r["from_name"] == "caption_en"]
+    if edits["edit_caption"] == 0 and captions:
+        captions[0]["value"] = {"text": [captions[0]["value"]["text"][0] + " on grey"]}
+        edits["edit_caption"] += 1
+    return regions
+
+
+def test_annotators_edits_come_back_as_the_acceptance_counts(server, labelled_below_root, tmp_path):
+    """The way back through the real server: annotations made through the REST API from the predictions with a
+    known set of edits, Label Studio's own JSON export read by jobs/evaluate.py, and the acceptance report
+    counting exactly those edits."""
+    api, _, _, _ = server
+    dataset, rows = labelled_below_root
+    project, exported, read = import_export(api, dataset, UrlMap(), tmp_path)
+    edits: Counter = Counter()
+    for task in read:
+        result = reviewed_result(task["predictions"][0]["result"], edits)
+        response = api.post(f"/api/tasks/{task['id']}/annotations/", {"result": result, "was_cancelled": False})
+        assert response.status_code == 201, response.text
+    assert edits == Counter(delete_box=1, move_box=1, relabel_box=1, add_box=1, delete_mask=1, edit_caption=1)
+    response = api.get(f"/api/projects/{project}/export", exportType="JSON")
+    assert response.status_code == 200, response.text[:500]
+    (tmp_path / "review.json").write_text(response.text)
+    (tmp_path / "report.json").unlink(missing_ok=True)
+    done = subprocess.run([sys.executable, str(REPO / "jobs" / "evaluate.py"), "--predictions", str(dataset),
+                           "--ground-truth", str(tmp_path / "review.json"), "--output", str(tmp_path / "report.json")],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    print(done.stdout)
+    acceptance = json.loads((tmp_path / "report.json").read_text())["acceptance"]
+    ok = [row for row in rows if row.status == "ok"]
+    boxes = sum(len(row.boxes) for row in ok if row.task == "detect")
+    masks = sum(len(row.masks) for row in ok if row.task == "segment")
+    detect = {k: acceptance["detect"][k] for k in ("kept", "adjusted", "relabelled", "deleted", "added")}
+    assert detect == {"kept": boxes - 3, "adjusted": 1, "relabelled": 1, "deleted": 1, "added": 1}, done.stdout
+    segment = {k: acceptance["segment"][k] for k in ("kept", "adjusted", "relabelled", "deleted", "added")}
+    assert segment == {"kept": masks - 1, "adjusted": 0, "relabelled": 0, "deleted": 1, "added": 0}, done.stdout
+    assert acceptance["caption"]["edited"] == 1 and acceptance["caption"]["edit_distance"] == len(" on grey")
+
+
+def test_a_sharded_export_synced_as_source_storage_gives_the_tasks_of_an_import(server, labelled_below_root, tmp_path):
+    """jobs/export.py --shard-size: the task files, synced by Label Studio from a Local Storage folder, give the same
+    tasks and regions as the one-file export imported through the API."""
+    api, root, _, _ = server
+    dataset, rows = labelled_below_root
+    _, exported, read = import_export(api, dataset, UrlMap(), tmp_path)
+    shards = root / "task-shards"
+    export("labelstudio", str(dataset), str(shards), shard_size=3)
+    assert len(list(shards.iterdir())) == 3  # 7 tasks in files of at most 3
+    config = (tmp_path / "config.xml").read_text()
+    response = api.post("/api/projects/", {"title": "synced", "label_config": config})
+    assert response.status_code == 201, response.text
+    project = response.json()["id"]
+    response = api.post("/api/storages/localfiles/", {"project": project, "title": "shards", "path": str(shards),
+                                                     "regex_filter": r".*\.json", "use_blob_urls": False})
+    assert response.status_code == 201, response.text
+    storage = response.json()["id"]
+    assert api.post(f"/api/storages/localfiles/{storage}/sync", {}).status_code == 200
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # the sync may finish after the call returns
+        listed = api.get(f"/api/projects/{project}/tasks", page_size=1000).json()
+        if len(listed) >= len(exported):
+            break
+        time.sleep(1)
+    synced = [api.get(f"/api/tasks/{task['id']}").json() for task in listed]
+
+    def regions(tasks):
+        return sorted((task["data"]["image_id"], r["from_name"], json.dumps(r["value"], sort_keys=True))
+                      for task in tasks for r in task["predictions"][0]["result"])
+
+    assert len(synced) == len(read) == 7
+    assert regions(synced) == regions(read)
+    assert api.post(f"/api/storages/localfiles/{storage}/sync", {}).status_code == 200  # a re-sync adds nothing
+    time.sleep(2)
+    assert len(api.get(f"/api/projects/{project}/tasks", page_size=1000).json()) == 7
