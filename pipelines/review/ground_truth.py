@@ -28,6 +28,10 @@ def read_ground_truth(loaded: dict | list) -> dict:
     if isinstance(loaded, list):
         return coco_from_labelstudio(loaded)
     if isinstance(loaded, dict) and {"images", "annotations", "categories"} <= loaded.keys():
+        if any(not a.get("id") for a in loaded["annotations"]):
+            # Label Studio's COCO export numbers annotations from 0, and pycocotools takes a match to id 0 for
+            # no match (its matched-id arrays use 0 for none): numbered from 1, every true object can be found.
+            return loaded | {"annotations": [a | {"id": n} for n, a in enumerate(loaded["annotations"], start=1)]}
         return loaded
     raise ValueError("ground truth must be COCO (images, annotations, categories) or a Label Studio JSON export "
                      "(a list of tasks)")

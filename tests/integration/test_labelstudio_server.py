@@ -11,6 +11,7 @@ test is skipped. The server runs on 127.0.0.1 with its own data directory and is
 """
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -18,14 +19,17 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import requests
 
+from pipelines.review.evaluate import evaluate_rows
 from pipelines.review.export import export
 from pipelines.review.export.source import UrlMap
+from pipelines.review.ground_truth import coco_from_labelstudio, read_ground_truth
 from schemas.rows import LabelRow
 from tests.labelled import NOW, shapes_rows, write_rows
 
@@ -250,10 +254,12 @@ def test_annotators_edits_come_back_as_the_acceptance_counts(server, labelled_be
     dataset, rows = labelled_below_root
     project, exported, read = import_export(api, dataset, UrlMap(), tmp_path)
     edits: Counter = Counter()
+    sent = []
     for task in read:
         result = reviewed_result(task["predictions"][0]["result"], edits)
         response = api.post(f"/api/tasks/{task['id']}/annotations/", {"result": result, "was_cancelled": False})
         assert response.status_code == 201, response.text
+        sent.append({"data": task["data"], "annotations": [{"id": 1, "result": result}]})
     assert edits == Counter(delete_box=1, move_box=1, relabel_box=1, add_box=1, delete_mask=1, edit_caption=1)
     response = api.get(f"/api/projects/{project}/export", exportType="JSON")
     assert response.status_code == 200, response.text[:500]
@@ -273,6 +279,21 @@ def test_annotators_edits_come_back_as_the_acceptance_counts(server, labelled_be
     segment = {k: acceptance["segment"][k] for k in ("kept", "adjusted", "relabelled", "deleted", "added")}
     assert segment == {"kept": masks - 1, "adjusted": 0, "relabelled": 0, "deleted": 1, "added": 0}, done.stdout
     assert acceptance["caption"]["edited"] == 1 and acceptance["caption"]["edit_distance"] == len(" on grey")
+    # the mAPs equal those of the annotations as they were sent: Label Studio's export lost nothing
+    report = json.loads((tmp_path / "report.json").read_text())
+    as_sent = evaluate_rows([row.model_dump() for row in rows], coco_from_labelstudio(sent))
+    for key in ("detect", "segment_boxes", "segment_masks"):
+        assert report[key]["mAP"] == pytest.approx(as_sent[key]["mAP"])
+    assert report["detect"]["mAP"] < 1.0  # the edits cost the pre-labels
+    # Label Studio's own COCO export (rectangles only) scores the detect boxes the same
+    response = api.get(f"/api/projects/{project}/export", exportType="COCO")
+    assert response.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        coco = json.loads(archive.read(next(n for n in archive.namelist() if n.endswith(".json"))))
+    from_coco = evaluate_rows([row.model_dump() for row in rows if row.task == "detect"], read_ground_truth(coco))
+    assert from_coco["unknown_images"] == 0
+    assert from_coco["detect"]["mAP"] == pytest.approx(report["detect"]["mAP"], abs=1e-3)
+    assert "segment_masks" not in from_coco  # its COCO export keeps no brushes: the JSON export is the one to use
 
 
 def test_a_sharded_export_synced_as_source_storage_gives_the_tasks_of_an_import(server, labelled_below_root, tmp_path):

@@ -26,7 +26,9 @@ def test_accepted_predictions_score_perfectly_as_ground_truth(reviewed):
 def test_a_deleted_box_and_an_edited_caption_show_in_the_scores(reviewed):
     rows, tasks = reviewed
     tasks = copy.deepcopy(tasks)
-    result = tasks[0]["annotations"][0]["result"]
+    # the first task with boxes (task order follows image ids, hashes of temporary paths)
+    result = next(t for t in tasks if any(r["from_name"] == "detect" for r in t["annotations"][0]["result"])
+                  )["annotations"][0]["result"]
     detect = [r for r in result if r["from_name"] == "detect"]
     result.remove(detect[0])
     result.append({**detect[0], "id": "added", "value": {**detect[0]["value"], "x": 0.0, "y": 0.0}})
@@ -66,3 +68,15 @@ def test_coco_passes_through_and_anything_else_is_refused():
     with pytest.raises(ValueError, match="COCO"):
         read_ground_truth({"tasks": []})
 
+
+
+def test_annotation_ids_from_0_are_renumbered_so_pycocotools_can_match_the_first_object():
+    # Label Studio's COCO export numbers from 0; pycocotools reads a match to annotation 0 as no match.
+    truth = {"images": [{"id": 0, "file_name": "a.png", "width": 100, "height": 100}],
+             "categories": [{"id": 0, "name": "circle"}],
+             "annotations": [{"id": 0, "image_id": 0, "category_id": 0, "bbox": [10, 10, 20, 20], "area": 400,
+                              "iscrowd": 0}]}
+    row = {"source_uri": "a.png", "task": "detect", "status": "ok", "text": None, "masks": None,
+           "boxes": [{"label": "circle", "x_min": 10, "y_min": 10, "x_max": 30, "y_max": 30, "score": 0.9}]}
+    assert evaluate_rows([row], read_ground_truth(truth))["detect"]["mAP_50"] == pytest.approx(1.0)
+    assert [a["id"] for a in read_ground_truth(truth)["annotations"]] == [1]
