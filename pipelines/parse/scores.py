@@ -65,15 +65,19 @@ class TokenLogprobs:
             chosen |= overlaps | at_position
         return np.flatnonzero(chosen)
 
+    def _tokens_in_but_not(self, spans: Sequence[Span], excluding: Sequence[Span]) -> np.ndarray:
+        """Indices of the tokens overlapping `spans` but none of `excluding`."""
+        return np.setdiff1d(self.tokens_in(spans), self.tokens_in(excluding))
+
     def score_of(self, spans: Sequence[Span], excluding: Sequence[Span] = ()) -> float | None:
         """Geometric mean probability of the tokens overlapping `spans` but none of `excluding`;
         None when there are no such tokens."""
-        chosen = np.setdiff1d(self.tokens_in(spans), self.tokens_in(excluding))
+        chosen = self._tokens_in_but_not(spans, excluding)
         return geometric_mean_probability(self.logprobs[chosen])
 
     def log_probability(self, spans: Sequence[Span], excluding: Sequence[Span] = ()) -> float:
         """The summed log-probability of the tokens overlapping `spans` but none of `excluding` (0: none)."""
-        chosen = np.setdiff1d(self.tokens_in(spans), self.tokens_in(excluding))
+        chosen = self._tokens_in_but_not(spans, excluding)
         return float(np.sum(self.logprobs[chosen], dtype=np.float64))
 
     def location_mass(self, token: int, chosen_bin: int, tolerance: int) -> float:
