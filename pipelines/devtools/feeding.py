@@ -122,7 +122,11 @@ def run_feeding(workdir: Path, counts: dict[str, int], model_sizes: tuple[int, .
                                               True))
             plain = in_fresh_process(plain_loop, paths, size)
             small, large = runs
-            rate = (large["images"] - small["images"]) / (large["task_cpu_seconds"] - small["task_cpu_seconds"])
+            added_cpu_s = large["task_cpu_seconds"] - small["task_cpu_seconds"]
+            if added_cpu_s <= 0:  # the added images cost less than the run-to-run noise of the fixed cost
+                raise ValueError(f"{kind} at {size} px: {large['images']} images took no more task CPU than "
+                                 f"{small['images']} ({added_cpu_s:+.3f} s); run with more images")
+            rate = (large["images"] - small["images"]) / added_cpu_s
             results.append({
                 "input": kind, "model_px": size, "images": [small["images"], large["images"]],
                 "pipeline_task_cpu_seconds": [small["task_cpu_seconds"], large["task_cpu_seconds"]],
