@@ -36,13 +36,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="Write --output as a folder (local or bucket) of files of at most N Label Studio tasks "
                              "(for a source storage sync) or N COCO images (one labelling job each) instead of "
                              "one file.")
+    parser.add_argument("--coco-layout", choices=["file", "datumaro"], default="file",
+                        help="With --format coco: 'datumaro' makes --output a folder that datumaro (CVAT's format "
+                             "engine) imports: annotations/instances_<subset>.json beside images/<subset>/, the "
+                             "images copied; one subset per shard with --shard-size, else 'default'.")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="Rows read at a time.")
     args = parser.parse_args(argv)
     try:
         urls = UrlMap.parse(args.image_url_prefix)
         row_filter = RowFilter(tasks=args.tasks, statuses=args.status, min_score=args.min_score)
         print(export(args.format, args.input, args.output, row_filter, urls, args.batch_size, args.label_config,
-                     args.shard_size))
+                     args.shard_size, args.coco_layout))
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

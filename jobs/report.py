@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.ground_truth:
             with fsspec.open(args.ground_truth, "r") as f:
                 truth = read_ground_truth(json.load(f))
-            rows = read_annotations(args.input, ["source_uri", "task", "boxes", "text"]).to_pylist()
+            rows = read_annotations(args.input, ["image_id", "source_uri", "task", "boxes", "text"]).to_pylist()
             accepted = acceptance(rows, truth, ImageIndex(truth["images"]))
         summary = build_report(args.input, args.output, args.samples, acceptance=accepted)
     except (ValueError, FileNotFoundError) as err:

@@ -109,7 +109,7 @@ def image_review_auroc(rows: list[dict], ground_truth: dict) -> dict:
         by_image[row["source_uri"]].append(row)
     task_scores, wrong = [], []
     for uri, image_rows in by_image.items():
-        image_id = image_ids(uri)
+        image_id = image_ids(image_rows[0])
         regions = [region for row in image_rows for region in row_regions(row)]
         task_scores.append(scores.task_score(image_rows, regions))
         wrong.append(any(not ok for row in image_rows for _, ok in right_or_wrong(

@@ -82,7 +82,7 @@ def best_min_score(scored: list[tuple[float, bool]], finals: int) -> dict:
 
 def acceptance(rows: list[dict], ground_truth: dict, image_id_of) -> dict:
     """Per task: the counts of each outcome, `added`, per-class breakdowns, texts kept/edited, and the
-    F1-best `--min-score`. `image_id_of`: source_uri -> ground-truth image id (None: not reviewed)."""
+    F1-best `--min-score`. `image_id_of`: row -> ground-truth image id (None: not reviewed)."""
     names = {c["id"]: c["name"] for c in ground_truth["categories"]}
     finals_by = defaultdict(list)
     for annotation in ground_truth["annotations"]:
@@ -92,7 +92,7 @@ def acceptance(rows: list[dict], ground_truth: dict, image_id_of) -> dict:
     scored: dict[str, list[tuple[float, bool]]] = defaultdict(list)
     finals_seen: Counter = Counter()
     for row in rows:
-        image_id = image_id_of(row["source_uri"])
+        image_id = image_id_of(row)
         if image_id is None:
             continue
         task = row["task"]

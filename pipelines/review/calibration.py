@@ -105,7 +105,7 @@ def calibration_of(pairs: list[tuple[float, bool]]) -> dict:
 def score_calibration(rows: list[dict], truth_by_task: dict[str, dict], image_id_of) -> dict:
     """Per scored kind of object (`detect`, `segment_boxes`, `segment_masks`, as far as rows and truth
     have them): `calibration_of` its objects over every row whose image the ground truth knows.
-    `truth_by_task`: the COCO dict each task is scored against; `image_id_of`: source_uri -> image id."""
+    `truth_by_task`: the COCO dict each task is scored against; `image_id_of`: row -> image id."""
     kinds = {"detect": ("detect", "boxes"), "segment_boxes": ("segment", "boxes"),
              "segment_masks": ("segment", "masks")}
     report = {}
@@ -126,7 +126,7 @@ def score_calibration(rows: list[dict], truth_by_task: dict[str, dict], image_id
             by_image[annotation["image_id"]].append(annotation)
         pairs = []
         for row in task_rows:
-            image_id = image_id_of(row["source_uri"])
+            image_id = image_id_of(row)
             if image_id is not None:
                 pairs += right_or_wrong(row[field], by_image[image_id], names, field, sizes[image_id])
         report[kind] = calibration_of(pairs)

@@ -1,12 +1,14 @@
 """Score an annotation dataset against COCO-format ground truth: COCO mAP for boxes and masks
 (pycocotools), caption exact match and word accuracy, and row counts per task and status.
 
-Rows and ground-truth images are joined on the image's file name, the last part of the row's
-`source_uri` (`.../a.png`, `shard.tar#a.png`, or a Parquet URI column holding `a.png`), so the
-same ground truth scores a run wherever its images were stored. A ground truth that labelling tools
-wrote names its images by path (Label Studio: `../data/images/a.png`, or `images/13c69b11__a.png` for
-an uploaded file): the name is the path's last part, without Label Studio's upload prefix, and when two
-images share a name the longer common path tail decides (`ImageIndex`).
+Rows and ground-truth images are joined first on the rows' `image_id`, where the ground truth kept it
+(this project's exports write it: `data.image_id` in Label Studio tasks, `row_image_id` in COCO images),
+then on the image's file name, the last part of the row's `source_uri` (`.../a.png`, `shard.tar#a.png`,
+or a Parquet URI column holding `a.png`), so the same ground truth scores a run wherever its images were
+stored. A ground truth that labelling tools wrote names its images by path (Label Studio:
+`../data/images/a.png`, or `images/13c69b11__a.png` for an uploaded file): the name is the path's last
+part, without Label Studio's upload prefix, and when two images share a name the longer common path
+tail decides (`ImageIndex`).
 """
 
 from __future__ import annotations
@@ -55,25 +57,33 @@ def _common_tail(a: list[str], b: list[str]) -> int:
 
 
 class ImageIndex:
-    """Ground-truth image ids by row: the file name the row's `source_uri` ends with; among ground-truth
-    images of that name, the one sharing the longest path tail with it. Two that cannot be told apart
-    raise ValueError, naming both."""
+    """Ground-truth image ids by row (a dict with `source_uri`, and `image_id` where read): the image
+    whose `row_image_id` is the row's `image_id`; else the one named like the file the row's
+    `source_uri` ends with, and among several of that name, the one sharing the longest path tail with
+    it. Two that cannot be told apart raise ValueError, naming both."""
 
     def __init__(self, images: list[dict]):
         self.by_name: dict[str, list[tuple[list[str], int]]] = defaultdict(list)
+        self.by_row_id: dict[str, int] = {}
         for image in images:
             parts = _path_parts(image["file_name"])
             self.by_name[parts[0] if parts else ""].append((parts, image["id"]))
+            if row_id := image.get("row_image_id"):
+                if row_id in self.by_row_id:
+                    raise ValueError(f"two ground-truth images (ids {self.by_row_id[row_id]} and {image['id']}) "
+                                     f"name the same image_id {row_id!r}")
+                self.by_row_id[row_id] = image["id"]
         self.names = {image["id"]: _path_parts(image["file_name"])[0] for image in images}
-        self._cache: dict[str, int | None] = {}
+        self._cache: dict[tuple[str, str | None], int | None] = {}
 
     def __len__(self) -> int:
         return len(self.names)
 
-    def __call__(self, source_uri: str) -> int | None:
-        if source_uri not in self._cache:
-            self._cache[source_uri] = self._find(source_uri)
-        return self._cache[source_uri]
+    def __call__(self, row: dict) -> int | None:
+        key = (row["source_uri"], row.get("image_id"))
+        if key not in self._cache:
+            self._cache[key] = self.by_row_id.get(key[1]) or self._find(key[0])
+        return self._cache[key]
 
     def _find(self, source_uri: str) -> int | None:
         parts = _path_parts(source_uri)
@@ -101,7 +111,7 @@ def coco_results(rows: list[dict], field: str, image_ids: ImageIndex, category_i
     """The `boxes` or `masks` of rows as COCO result records (bbox [x, y, w, h] or RLE)."""
     results = []
     for row in rows:
-        image_id = image_ids(row["source_uri"])
+        image_id = image_ids(row)
         if image_id is None:
             continue
         for item in row[field] or []:
@@ -154,7 +164,7 @@ def word_accuracy(predicted: list[str], expected: list[str]) -> float:
 
 def caption_scores(rows: list[dict], captions: dict[int, str], image_ids: ImageIndex) -> dict:
     """Exact match and mean word accuracy over ground-truth captions; a missing row scores 0."""
-    predicted = {image_ids(r["source_uri"]): r["text"] for r in rows}
+    predicted = {image_ids(r): r["text"] for r in rows}
     exact, words = [], []
     for image_id, caption in captions.items():
         guess, truth = normalise_caption(predicted.get(image_id)), normalise_caption(caption)
@@ -172,8 +182,10 @@ def truth_of_task(ground_truth: dict, task: str) -> dict:
     return ground_truth | {"annotations": [a for a in ground_truth["annotations"] if a.get("task") == task]}
 
 
-def evaluate_rows(rows: list[dict], ground_truth: dict) -> dict:
-    """The full report for annotation rows (dicts with LabelRow's columns) against COCO ground truth."""
+def evaluate_rows(rows: list[dict], ground_truth: dict, tasks: tuple[str, ...] = ()) -> dict:
+    """The full report for annotation rows (dicts with LabelRow's columns) against COCO ground truth.
+    `tasks`: the tasks the ground truth is for (empty: every task it can score); rows of other tasks are
+    counted, not scored (a COCO file without `task` attributes otherwise scores detect and segment alike)."""
     image_ids = ImageIndex(ground_truth["images"])
     category_ids = {category["name"]: category["id"] for category in ground_truth["categories"]}
     by_task: dict[str, list[dict]] = defaultdict(list)
@@ -185,10 +197,15 @@ def evaluate_rows(rows: list[dict], ground_truth: dict) -> dict:
         "rows": len(rows),
         "rows_per_task_and_status": {task: dict(Counter(r["status"] for r in task_rows))
                                      for task, task_rows in sorted(by_task.items())},
-        "unknown_images": len({r["source_uri"] for r in rows if image_ids(r["source_uri"]) is None}),
+        "unknown_images": len({r["source_uri"] for r in rows if image_ids(r) is None}),
     }
+    if tasks:
+        if unscored := sorted(set(by_task) - set(tasks)):
+            report["notes"] = [f"the ground truth is for {', '.join(tasks)}: {', '.join(unscored)} not scored"]
+        by_task = defaultdict(list, {task: task_rows for task, task_rows in by_task.items() if task in tasks})
+        rows = [row for task_rows in by_task.values() for row in task_rows]
     for task, task_rows in sorted(by_task.items()):
-        seen = {image_ids(r["source_uri"]) for r in task_rows}
+        seen = {image_ids(r) for r in task_rows}
         report.setdefault("missing_images", {})[task] = len(set(image_ids.names) - seen)
     if by_task.get("detect"):
         report["detect"] = coco_average_precision(_ground_truth_index(truth_of_task(ground_truth, "detect")),
@@ -206,7 +223,7 @@ def evaluate_rows(rows: list[dict], ground_truth: dict) -> dict:
                 coco_results(by_task["segment"], "masks", image_ids, category_ids), "segm")
             report["segment_masks"]["objects_without_mask"] = len(truth["annotations"]) - len(with_masks)
         else:
-            report["notes"] = ["the ground truth has boxes only: segment masks are not scored"]
+            report.setdefault("notes", []).append("the ground truth has boxes only: segment masks are not scored")
     if by_task.get("caption"):
         captions = {c["image_id"]: c["caption"] for c in ground_truth.get("captions", [])}
         report["caption"] = caption_scores(by_task["caption"], captions, image_ids)
@@ -223,7 +240,9 @@ def format_report(report: dict) -> str:
     lines = [f"{report['rows']} rows for {report['images']} ground-truth images"]
     for task, counts in report["rows_per_task_and_status"].items():
         status = " ".join(f"{name}={n}" for name, n in sorted(counts.items()))
-        lines.append(f"  {task:<10} {status}  (missing images: {report['missing_images'][task]})")
+        missing = report.get("missing_images", {}).get(task)
+        lines.append(f"  {task:<10} {status}  " + (f"(missing images: {missing})" if missing is not None
+                                                      else "(not scored)"))
     for key in ("detect", "segment_boxes", "segment_masks"):
         if key in report:
             scores = report[key]
@@ -248,13 +267,13 @@ def side_by_side(rows: list[dict], ground_truth: dict, limit: int) -> list[dict]
     image_ids = ImageIndex(ground_truth["images"])
     names = {c["id"]: c["name"] for c in ground_truth["categories"]}
     captions = {c["image_id"]: c["caption"] for c in ground_truth.get("captions", [])}
-    matched = sorted({(name_of(r["source_uri"]), r["source_uri"]) for r in rows if image_ids(r["source_uri"])})
+    matched = sorted({(name_of(r["source_uri"]), r["source_uri"]) for r in rows if image_ids(r)})
     shown = {uri for _, uri in matched[:limit]}
     lines = []
     for row in sorted(rows, key=lambda r: (name_of(r["source_uri"]), r["task"])):
         if row["source_uri"] not in shown:
             continue
-        name, image_id = name_of(row["source_uri"]), image_ids(row["source_uri"])
+        name, image_id = name_of(row["source_uri"]), image_ids(row)
         if row["task"] == "caption":
             lines.append({"image": name, "task": "caption", "predicted": row["text"], "truth": captions.get(image_id)})
             continue

@@ -6,8 +6,9 @@ is read back into COCO, by the control names this project's export writes
 (`pipelines.review.export.labelstudio`): `detect` rectangles are `detect` objects, `segment` brushes
 and `segment_box` rectangles are `segment` objects (a brush's box is the mask's tight box), and text
 areas whose name starts with `caption` are captions. Each annotation says its `task`, so each task is
-scored against its own objects. Images are named by the task's `source_uri` (the export writes it
-into `data`), else its image URL, and joined to rows as any ground truth is (`ImageIndex`).
+scored against its own objects. Images keep the task's `image_id` (the export writes it into
+`data`), joined on first, and are named by its `source_uri`, else its image URL, joined on next, as any
+ground truth is (`ImageIndex`).
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def coco_from_labelstudio(tasks: list[dict]) -> dict:
         sized = [r for r in regions if r.get("original_width")]
         width, height = (sized[0]["original_width"], sized[0]["original_height"]) if sized else (0, 0)
         images.append({"id": image_id, "file_name": data.get("source_uri") or data.get(IMAGE, ""),
-                       "width": width, "height": height, "label_studio_task": task.get("id")})
+                       "width": width, "height": height, "label_studio_task": task.get("id"),
+                       "row_image_id": data.get("image_id")})
         for region in regions:
             value, kind = region.get("value") or {}, region.get("type")
             if kind == "textarea" and region.get("from_name", "").startswith("caption") and value.get("text"):

@@ -11,18 +11,16 @@ from __future__ import annotations
 import hashlib
 import heapq
 import html
-import tarfile
 import textwrap
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import fsspec
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from pipelines.review.acceptance import OUTCOMES, describe_best, describe_texts
-from pipelines.review.export.source import DEFAULT_BATCH_SIZE, iter_rows
+from pipelines.review.export.source import DEFAULT_BATCH_SIZE, iter_rows, source_bytes
 from pipelines.stages.decode import displayed_image
 from schemas.annotations import Rle
 
@@ -95,18 +93,8 @@ def lowest_score(rows: list[dict]) -> float:
 
 
 def read_image(source_uri: str) -> Image.Image:
-    """The image a row came from, as the pipeline saw it (`decode.displayed_image`).
-    Plain files and WebDataset members (`shard.tar#key.ext`) are read; Parquet rows are not."""
-    path, _, member = source_uri.partition("#")
-    with fsspec.open(path, "rb") as handle:
-        if member:
-            if not path.endswith(".tar"):
-                raise ValueError(f"cannot fetch {source_uri!r}: only files and tar members are read")
-            with tarfile.open(fileobj=handle) as tar:
-                data = tar.extractfile(member).read()
-        else:
-            data = handle.read()
-    return displayed_image(data)
+    """The image a row came from, as the pipeline saw it (`decode.displayed_image`)."""
+    return displayed_image(source_bytes(source_uri))
 
 
 def draw_image(rows: list[dict]) -> Image.Image:

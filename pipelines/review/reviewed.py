@@ -36,7 +36,7 @@ def reviewed_rows(rows: list[dict], ground_truth: dict, image_id_of, reviewer: s
     now = datetime.datetime.now(datetime.timezone.utc)
     reviewed = []
     for row in rows:
-        image_id = image_id_of(row["source_uri"])
+        image_id = image_id_of(row)
         if image_id is None or row["width"] is None:
             continue
         fields = {"image_id": row["image_id"], "source_uri": row["source_uri"], "width": row["width"],

@@ -1,5 +1,7 @@
 """The COCO export imported by datumaro (the format engine CVAT's "COCO 1.0" import runs) as `coco_instances`:
-items, boxes, masks, labels, scores and tasks come back as exported, including two images of the same name.
+items, boxes, masks, labels, scores and tasks come back as exported, including two images of the same name. The
+export is written in datumaro's folder layout by the exporter itself (`--coco-layout datumaro`), in shards, one
+subset each.
 
 datumaro lives in its own environment, `.datumaro-venv/` (built by .ci/run from .ci/datumaro-requirements.txt;
 or set DATUMARO_PYTHON to another one's python). Without it this test is skipped.
@@ -68,13 +70,16 @@ def imported(labelled, tmp_path_factory):
         extra.append(row.model_copy(update=dict(source_uri=str(copy), image_id=image_id_for(str(copy)))))
     source = write_rows([*rows, *extra], root / "dataset")
     coco_dir = root / "coco"
-    (coco_dir / "annotations").mkdir(parents=True)
-    export("coco", str(source), str(coco_dir / "annotations" / "instances_default.json"))
-    exported = json.loads((coco_dir / "annotations" / "instances_default.json").read_text())
-    for image in exported["images"]:  # datumaro's layout: images/<subset>/<file_name>
-        target = coco_dir / "images" / "default" / image["file_name"]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(image["source_uri"], target)
+    # jobs/export.py --coco-layout datumaro --shard-size 3: annotations/instances_coco-0000N.json beside
+    # images/coco-0000N/<file_name>, one subset per shard
+    summary = export("coco", str(source), str(coco_dir), shard_size=3, coco_layout="datumaro")
+    assert "0 images_not_copied" in summary
+    shards = sorted((coco_dir / "annotations").iterdir())
+    exported = {key: [item for shard in shards for item in json.loads(shard.read_text())[key]]
+                for key in ("images", "annotations")}
+    exported["categories"] = json.loads(shards[0].read_text())["categories"]
+    exported["subsets"] = {image["file_name"].rsplit(".", 1)[0]: shard.stem.removeprefix("instances_")
+                           for shard in shards for image in json.loads(shard.read_text())["images"]}
     result = subprocess.run([str(DATUMARO_PYTHON), "-c", READ_BACK, str(coco_dir)], capture_output=True, text=True,
                             timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -90,6 +95,8 @@ def test_every_image_is_one_item_even_with_the_same_file_name(imported):
     sizes = {image["file_name"].rsplit(".", 1)[0]: [image["height"], image["width"]] for image in exported["images"]}
     for item in read["items"]:
         assert item["image_exists"] and item["size"] == sizes[item["id"]]
+        assert item["subset"] == exported["subsets"][item["id"]]
+    assert sorted(set(exported["subsets"].values())) == ["coco-00000", "coco-00001", "coco-00002"]
 
 
 def test_boxes_masks_labels_scores_and_tasks_come_back(imported):

@@ -9,13 +9,20 @@ with a mask has the mask's tight box as `bbox` and the mask's score (FiftyOne cr
 `bbox`), and the model's own box as `model_bbox`. Memory holds one batch of rows, the category names and
 a set of 64-bit image ids (to write each image once), not the rows. COCO image ids are the first
 52 bits of the SHA-256 of `image_id` (exact in JSON and JavaScript numbers); category ids number
-the labels in name order from 1.
+the labels in name order from 1. Each image also names its rows' `image_id` (`row_image_id`), which
+`jobs/evaluate.py` joins on first when the file comes back as ground truth.
+
+`layout="datumaro"` writes the folder upstream datumaro (CVAT's format engine) imports as
+`coco_instances`: `annotations/instances_<subset>.json` beside `images/<subset>/<file_name>`, the
+images copied there; one subset per shard, or `default`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
+import tarfile
 
 import fsspec
 from pycocotools import mask as mask_utils
@@ -30,9 +37,11 @@ from pipelines.review.export.source import (
     iter_rows,
     objects_of,
     relative_name,
+    source_bytes,
 )
 from pipelines.tasks.registry import TASKS
 
+LAYOUTS = ("file", "datumaro")
 # Tasks whose rows carry objects; text tasks have none for COCO.
 OBJECT_TASKS = tuple(name for name, spec in TASKS.items() if "boxes" in spec.output_fields)
 
@@ -71,7 +80,33 @@ def image_record(row: dict, root: str | None, urls: UrlMap) -> dict:
     """One COCO image: its id, its path below the images' common root, size and URLs."""
     return {"id": coco_image_id(row["image_id"]), "file_name": relative_name(row["source_uri"], root or ""),
             "width": row["width"], "height": row["height"], "coco_url": urls.url(row["source_uri"]),
-            "source_uri": row["source_uri"]}
+            "source_uri": row["source_uri"], "row_image_id": row["image_id"]}
+
+
+class ImageCopies:
+    """Copies each exported image's file to `folder/<file_name>` (datumaro's `images/<subset>/`); an image
+    that cannot be fetched (a Parquet row, a file gone) is counted and the first reason kept, not fatal."""
+
+    def __init__(self, counts: dict[str, int]):
+        self.counts = counts
+        counts.update(images_copied=0, images_not_copied=0)
+        self.first_error: str | None = None
+
+    def copy(self, image: dict, folder: str) -> None:
+        try:
+            data = source_bytes(image["source_uri"])
+            with fsspec.open(f"{folder.rstrip('/')}/{image['file_name']}", "wb", auto_mkdir=True) as handle:
+                handle.write(data)
+            self.counts["images_copied"] += 1
+        except (OSError, ValueError, KeyError, tarfile.TarError) as err:
+            self.counts["images_not_copied"] += 1
+            self.first_error = self.first_error or f"{image['source_uri']}: {err}"
+
+
+def datumaro_paths(folder: str, subset: str) -> tuple[str, str]:
+    """(annotation file, images folder) of one subset in datumaro's COCO layout."""
+    folder = folder.rstrip("/")
+    return f"{folder}/annotations/instances_{subset}.json", f"{folder}/images/{subset}"
 
 
 def _root_and_labels(uri: str, row_filter: RowFilter, batch_size: int) -> tuple[str | None, dict[str, int]]:
@@ -87,12 +122,13 @@ def _root_and_labels(uri: str, row_filter: RowFilter, batch_size: int) -> tuple[
 
 def export_coco_shards(
     uri: str, folder: str, shard_size: int, row_filter: RowFilter = RowFilter(), urls: UrlMap = UrlMap(),
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE, layout: str = "file",
 ) -> dict[str, int]:
-    """The COCO export as files of at most `shard_size` images each (`folder/coco-00000.json`, ...), one
-    labelling job's worth apiece: every file a whole COCO dataset with all the categories (the same ids
-    in every file), and annotation ids unique across files, so the files together are exactly the
-    single-file export. Memory holds one shard's images and annotations."""
+    """The COCO export as files of at most `shard_size` images each (`folder/coco-00000.json`, ...; with
+    the datumaro layout `folder/annotations/instances_coco-00000.json` and the images), one labelling
+    job's worth apiece: every file a whole COCO dataset with all the categories (the same ids in every
+    file), and annotation ids unique across files, so the files together are exactly the single-file
+    export. Memory holds one shard's images and annotations."""
     if shard_size < 1:
         raise ValueError(f"a shard holds at least one image, not {shard_size}")
     row_filter = _object_filter(row_filter)
@@ -100,11 +136,17 @@ def export_coco_shards(
     info = {"description": f"paligemma-labeller export of {uri}"}
     category_list = [{"id": number, "name": label, "supercategory": ""} for label, number in categories.items()]
     counts = {"images": 0, "annotations": 0, "categories": len(categories), "files": 0}
+    copies = ImageCopies(counts) if layout == "datumaro" else None
     images: list[dict] = []
     annotations: list[dict] = []
 
     def flush() -> None:
-        with fsspec.open(shard_path(folder, "coco", counts["files"]), "w") as handle:
+        path = shard_path(folder, "coco", counts["files"])
+        if copies is not None:
+            path, images_folder = datumaro_paths(folder, posixpath.basename(path).removesuffix(".json"))
+            for image in images:
+                copies.copy(image, images_folder)
+        with fsspec.open(path, "w", auto_mkdir=True) as handle:
             json.dump({"info": info, "images": images, "categories": category_list, "annotations": annotations},
                       handle, separators=(",", ":"))
         counts["files"] += 1
@@ -113,7 +155,7 @@ def export_coco_shards(
         images.clear()
         annotations.clear()
 
-    columns = ["source_uri", "width", "height", "boxes", "masks"]
+    columns = ["image_id", "source_uri", "width", "height", "boxes", "masks"]
     for rows in iter_images(uri, columns, row_filter, batch_size):
         placed = [row for row in rows if row["width"] is not None]
         if not placed:  # an unreadable image: nothing to place objects on
@@ -128,24 +170,37 @@ def export_coco_shards(
             flush()
     if images or not counts["files"]:
         flush()
+    return _with_copy_note(counts, copies)
+
+
+def _with_copy_note(counts: dict, copies: ImageCopies | None) -> dict:
+    if copies is not None and copies.first_error:
+        counts["first_image_not_copied"] = copies.first_error
     return counts
 
 
 def export_coco(
     uri: str, output: str, row_filter: RowFilter = RowFilter(), urls: UrlMap = UrlMap(),
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE, layout: str = "file",
 ) -> dict[str, int]:
-    """Stream the dataset at `uri` into a COCO JSON file at `output`; returns the counts written."""
+    """Stream the dataset at `uri` into a COCO JSON file at `output` (with the datumaro layout, `output`
+    is the dataset's folder); returns the counts written."""
     row_filter = _object_filter(row_filter)
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown COCO layout {layout!r}; choose from {', '.join(LAYOUTS)}")
+    images_folder = None
+    if layout == "datumaro":
+        output, images_folder = datumaro_paths(output, "default")
     labels: set[str] = set()
     seen: set[int] = set()
     counts = {"images": 0, "annotations": 0, "categories": 0}
+    copies = ImageCopies(counts) if images_folder else None
     root: str | None = None  # the images' common directory; file_name is the path below it
     for rows in iter_rows(uri, ["source_uri", "width"], row_filter, batch_size):
         uris = [row["source_uri"] for row in rows if row["width"] is not None]
         if uris:
             root = common_root(uris if root is None else [root, *uris])
-    with fsspec.open(output, "w") as handle:
+    with fsspec.open(output, "w", auto_mkdir=True) as handle:
         handle.write('{"info":' + json.dumps({"description": f"paligemma-labeller export of {uri}"}) + ',"images":')
         with JsonArrayWriter(handle) as images:
             for rows in iter_rows(uri, ["image_id", "source_uri", "width", "height", "boxes", "masks"], row_filter,
@@ -158,7 +213,10 @@ def export_coco(
                     if image in seen:
                         continue
                     seen.add(image)
-                    images.write(image_record(row, root, urls))
+                    record = image_record(row, root, urls)
+                    images.write(record)
+                    if copies is not None:
+                        copies.copy(record, images_folder)
         counts["images"] = images.count
         categories = {label: number for number, label in enumerate(sorted(labels), start=1)}
         counts["categories"] = len(categories)
@@ -176,4 +234,4 @@ def export_coco(
                                                         row["task"], box, mask))
         counts["annotations"] = annotations.count
         handle.write("}\n")
-    return counts
+    return _with_copy_note(counts, copies)

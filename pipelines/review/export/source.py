@@ -15,11 +15,13 @@ import math
 import os
 import posixpath
 import re
+import tarfile
 import tempfile
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+import fsspec
 import pyarrow.dataset as pads
 
 from pipelines.storage.filesystems import reads_with_threads
@@ -155,3 +157,16 @@ def objects_of(row: dict, row_filter: RowFilter = RowFilter()) -> Iterator[tuple
 
 def _key(item: dict) -> tuple:
     return item["label"], item["x_min"], item["y_min"], item["x_max"], item["y_max"]
+
+
+def source_bytes(source_uri: str) -> bytes:
+    """The encoded image a row came from: a file (local or object storage) or a WebDataset member
+    (`shard.tar#key.ext`). A Parquet row (`file.parquet#row=...`) is not fetched: ValueError."""
+    path, _, member = source_uri.partition("#")
+    if member and not path.endswith(".tar"):
+        raise ValueError(f"cannot fetch {source_uri!r}: only files and tar members are read")
+    with fsspec.open(path, "rb") as handle:
+        if not member:
+            return handle.read()
+        with tarfile.open(fileobj=handle) as tar:
+            return tar.extractfile(member).read()

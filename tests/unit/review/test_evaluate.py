@@ -169,11 +169,42 @@ def test_two_ground_truth_images_of_one_name_are_told_apart_by_their_folders_or_
     truth["images"] = [a_image | {"file_name": "shards/s.tar/a.png"}, *truth["images"][1:],
                        a_image | {"id": 99, "file_name": "other/a.png"}]
     # the rows' gs://bucket/shards/s.tar#a.png shares two parts of its path with the first
-    assert ImageIndex(truth["images"])("gs://bucket/shards/s.tar#a.png") == a_image["id"]
+    assert ImageIndex(truth["images"])({"source_uri": "gs://bucket/shards/s.tar#a.png"}) == a_image["id"]
     assert evaluate_rows(rows(), truth)["missing_images"]["detect"] == 1  # image 99 has no rows
     ambiguous = [a_image | {"file_name": "x/a.png"}, a_image | {"id": 99, "file_name": "y/a.png"}]
     with pytest.raises(ValueError, match="matches two ground-truth images equally well"):
-        ImageIndex(ambiguous)("gs://bucket/shards/s.tar#a.png")
+        ImageIndex(ambiguous)({"source_uri": "gs://bucket/shards/s.tar#a.png"})
+
+
+def test_the_rows_image_id_kept_in_the_ground_truth_joins_first_whatever_the_file_names():
+    """Label Studio tasks and COCO images exported by this project keep the rows' image_id: renamed or
+    uploaded files, or two of one name, still join to their own rows."""
+    truth = ground_truth()
+    # both images renamed alike (a tool that flattened the paths): only the image id tells them apart
+    truth["images"] = [image | {"file_name": "upload/x.png", "row_image_id": image["file_name"]}
+                       for image in truth["images"]]
+    report = evaluate_rows(rows(), truth)
+    assert report["unknown_images"] == 0 and report["detect"]["mAP"] == pytest.approx(1.0)
+    assert report["caption"]["exact_match"] == 1.0
+    # a row whose image id the ground truth lacks still joins by its file name
+    index = ImageIndex([{"id": 5, "file_name": "a.png", "row_image_id": "other"}])
+    assert index({"source_uri": "gs://b/a.png", "image_id": "a-id"}) == 5
+    with pytest.raises(ValueError, match="name the same image_id"):
+        ImageIndex([{"id": 1, "file_name": "a.png", "row_image_id": "k"}, {"id": 2, "file_name": "b.png",
+                                                                           "row_image_id": "k"}])
+
+
+def test_a_ground_truth_for_named_tasks_scores_only_those():
+    """A COCO file without task attributes (boxes drawn for detection) scores detect and segment alike
+    unless the user names the tasks it is for (`--ground-truth-tasks`)."""
+    everything = evaluate_rows(rows(), ground_truth())
+    assert {"detect", "segment_boxes", "segment_masks", "caption"} <= everything.keys()
+    detect_only = evaluate_rows(rows(), ground_truth(), ("detect",))
+    assert detect_only["detect"] == everything["detect"]
+    assert not {"segment_boxes", "segment_masks", "caption"} & detect_only.keys()
+    assert detect_only["rows_per_task_and_status"] == everything["rows_per_task_and_status"]  # still counted
+    assert "caption, segment not scored" in format_report(detect_only)
+    assert set(detect_only["score_calibration"]) == {"detect"}
 
 
 def test_boxes_only_ground_truth_scores_boxes_and_says_masks_were_not_scored(tmp_path, capsys):

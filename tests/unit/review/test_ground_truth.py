@@ -13,7 +13,10 @@ from pipelines.review.ground_truth import coco_from_labelstudio, final_annotatio
 
 def test_accepted_predictions_score_perfectly_as_ground_truth(reviewed):
     rows, tasks = reviewed
-    report = evaluate_rows(rows, coco_from_labelstudio(tasks))
+    truth = coco_from_labelstudio(tasks)
+    # each image keeps the rows' image_id from the task's data, which joins first
+    assert {image["row_image_id"] for image in truth["images"]} == {row["image_id"] for row in rows}
+    report = evaluate_rows(rows, truth)
     assert report["unknown_images"] == 0
     for key in ("detect", "segment_boxes", "segment_masks"):
         if key in report:

@@ -170,3 +170,36 @@ def test_coco_files_stand_alone_with_the_same_categories_and_together_equal_the_
     assert len({a["id"] for a in annotations}) == len(annotations) == len(whole["annotations"])
     strip = lambda a: json.dumps({k: v for k, v in a.items() if k != "id"}, sort_keys=True)  # noqa: E731
     assert sorted(map(strip, annotations)) == sorted(map(strip, whole["annotations"]))
+
+
+def test_the_datumaro_layout_puts_each_subset_beside_its_images(labelled, tmp_path):
+    dataset, rows, _ = labelled
+    single = export("coco", str(dataset), str(tmp_path / "one"), coco_layout="datumaro")
+    export("coco", str(dataset), str(tmp_path / "plain.json"))
+    whole = read_json(tmp_path / "one" / "annotations" / "instances_default.json")
+    assert whole == read_json(tmp_path / "plain.json") and "in datumaro's layout" in single
+    images = {image["file_name"]: image["source_uri"] for image in whole["images"]}
+    copied = {str(p.relative_to(tmp_path / "one" / "images" / "default")): p.read_bytes()
+              for p in (tmp_path / "one" / "images" / "default").rglob("*") if p.is_file()}
+    assert copied == {name: open(uri, "rb").read() for name, uri in images.items()}
+    assert f"{len(images)} images_copied, 0 images_not_copied" in single
+
+    export("coco", str(dataset), str(tmp_path / "shards"), shard_size=3, coco_layout="datumaro")
+    files = sorted((tmp_path / "shards" / "annotations").iterdir())
+    assert [f.name for f in files] == [f"instances_coco-{n:05d}.json" for n in range(-(-len(images) // 3))]
+    for path in files:
+        subset = path.stem.removeprefix("instances_")
+        shard_images = read_json(path)["images"]
+        folder = tmp_path / "shards" / "images" / subset
+        assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) == \
+            sorted(image["file_name"] for image in shard_images)
+
+
+def test_an_image_that_cannot_be_fetched_is_counted_not_fatal(labelled, tmp_path):
+    _, rows, _ = labelled
+    moved = [row.model_copy(update=dict(source_uri=row.source_uri + ".gone")) for row in rows]
+    summary = export("coco", str(write_rows(moved, tmp_path / "dataset")), str(tmp_path / "out"),
+                     coco_layout="datumaro")
+    assert "0 images_copied" in summary and "first image not copied" in summary and ".gone" in summary
+    with pytest.raises(ValueError, match="needs --format coco"):
+        export("labelstudio", str(tmp_path / "dataset"), str(tmp_path / "t.json"), coco_layout="datumaro")
