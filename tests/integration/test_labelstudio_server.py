@@ -294,6 +294,29 @@ def test_annotators_edits_come_back_as_the_acceptance_counts(server, labelled_be
     assert from_coco["unknown_images"] == 0
     assert from_coco["detect"]["mAP"] == pytest.approx(report["detect"]["mAP"], abs=1e-3)
     assert "segment_masks" not in from_coco  # its COCO export keeps no brushes: the JSON export is the one to use
+    # the snapshot export API with full predictions (the plain JSON export gives prediction ids only) reads
+    # back as the same review
+    snapshot = export_snapshot(api, project, {"predictions": {"only_id": False}})
+    assert all(isinstance(task["predictions"][0], dict) and "result" in task["predictions"][0] for task in snapshot)
+    assert [task["predictions"][0]["result"] for task in sorted(snapshot, key=lambda t: t["id"])] == \
+        [task["predictions"][0]["result"] for task in sorted(read, key=lambda t: t["id"])]
+    from_snapshot = evaluate_rows([row.model_dump() for row in rows], read_ground_truth(snapshot))
+    assert from_snapshot["acceptance"] == acceptance
+
+
+def export_snapshot(api: Api, project: int, serialization_options: dict) -> list[dict]:
+    """Label Studio's export snapshot API: create one, wait until Label Studio says it is completed, download."""
+    response = api.post(f"/api/projects/{project}/exports/", {"title": "review",
+                                                              "serialization_options": serialization_options})
+    assert response.status_code == 201, response.text[:500]
+    number = response.json()["id"]
+    deadline = time.monotonic() + 120
+    while (status := api.get(f"/api/projects/{project}/exports/{number}").json()["status"]) != "completed":
+        assert status != "failed" and time.monotonic() < deadline, status
+        time.sleep(0.2)
+    response = api.get(f"/api/projects/{project}/exports/{number}/download", exportType="JSON")
+    assert response.status_code == 200, response.text[:500]
+    return response.json()
 
 
 def test_a_sharded_export_synced_as_source_storage_gives_the_tasks_of_an_import(server, labelled_below_root, tmp_path):
