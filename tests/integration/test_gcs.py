@@ -63,3 +63,30 @@ def test_a_partition_swap_on_gcs_replaces_the_old_objects(gcs, monkeypatch):
         "swap-test/labels/run_date=a/task=detect/new.parquet",
         "swap-test/labels/run_date=b/task=caption/keep.parquet",
     ]
+
+
+def test_sharded_exports_to_a_bucket_stand_alone_and_add_up(gcs, labelled):
+    """jobs/export.py --shard-size into gs://: Label Studio task files and COCO in datumaro's layout, the
+    images copied into the bucket beside their annotations."""
+    from pipelines.review.export import export
+
+    dataset, rows, _ = labelled
+    gcs.create_bucket("exports-test")
+    fs = gcs.filesystem()
+    export("labelstudio", str(dataset), "gs://exports-test/ls", shard_size=3)
+    task_files = sorted(fs.ls("exports-test/ls"))
+    tasks = [task for path in task_files for task in json.loads(fs.cat(path))]
+    assert len(task_files) == -(-len(tasks) // 3) and len(tasks) == len({row.image_id for row in rows})
+
+    summary = export("coco", str(dataset), "gs://exports-test/coco", shard_size=3, coco_layout="datumaro")
+    shards = sorted(fs.ls("exports-test/coco/annotations"))
+    images = []
+    for path in shards:
+        subset = path.rsplit("/", 1)[1].removeprefix("instances_").removesuffix(".json")
+        for image in json.loads(fs.cat(path))["images"]:
+            images.append(image)
+            assert fs.cat(f"exports-test/coco/images/{subset}/{image['file_name']}") == \
+                open(image["source_uri"], "rb").read()
+    placed = {row.image_id for row in rows if row.width is not None and row.task in ("detect", "segment")}
+    assert {image["row_image_id"] for image in images} == placed and len(images) == len(placed)
+    assert f"{len(placed)} images_copied, 0 images_not_copied" in summary
