@@ -1,10 +1,11 @@
 """How well box and mask scores read as the chance an object is right: the current rule and the earlier
-one side by side, on the same answers.
+ones side by side, on the same answers.
 
 The pipeline's own stages run in this process, without Ray (read image files, decode, the model stage,
-validation), once; the generated columns are labelled twice, under the current scoring rules and the
-earlier ones (least sure `<loc>` token times the label for boxes; geometric mean of the entry's tokens
-for masks), so the two differ in their scores only. Each is scored against the ground truth with
+validation), once; the generated columns are labelled under each rule of `RULES` (before issue 30: the
+least sure `<loc>` token times the label for boxes, the geometric mean of the entry's tokens for masks;
+its location shares without the discount of repeated boxes; today's), so they differ in their scores
+only. Each is scored against the ground truth with
 `pipelines.review.calibration` (AUROC right vs wrong, medians, reliability, ECE), COCO mAP, and the
 image-level AUROC of the Label Studio task score (an image is wrong when one of its boxes is).
 
@@ -59,16 +60,35 @@ def earlier_mask_score(entry: Entry, tokens: TokenLogprobs | None) -> float | No
     return tokens.score_of([entry.span]) if tokens is not None else None
 
 
+def no_repeat_discounts(boxes) -> list[float]:
+    return [1.0] * len(boxes)
+
+
 @contextlib.contextmanager
-def earlier_rules() -> Iterator[None]:
-    """Parse with the earlier scoring rules (this study only: the pipeline has one rule)."""
-    saved = detection.box_score, segmentation.box_score, segmentation.mask_score
-    detection.box_score = segmentation.box_score = earlier_box_score
-    segmentation.mask_score = earlier_mask_score
+def rules(box=None, mask=None, repeats=None) -> Iterator[None]:
+    """Parse with other scoring rules (this study only: the pipeline has one rule); None keeps a rule."""
+    saved = (detection.box_score, segmentation.box_score, segmentation.mask_score, detection.repeat_discounts,
+             segmentation.repeat_discounts)
+    if box is not None:
+        detection.box_score = segmentation.box_score = box
+    if mask is not None:
+        segmentation.mask_score = mask
+    if repeats is not None:
+        detection.repeat_discounts = segmentation.repeat_discounts = repeats
     try:
         yield
     finally:
-        detection.box_score, segmentation.box_score, segmentation.mask_score = saved
+        (detection.box_score, segmentation.box_score, segmentation.mask_score, detection.repeat_discounts,
+         segmentation.repeat_discounts) = saved
+
+
+# The rules compared, on the same answers: before issue 30, its location-share rule alone, and today's
+# (that rule and the discount of a box repeating an earlier one).
+RULES = {
+    "earlier": lambda: rules(earlier_box_score, earlier_mask_score, no_repeat_discounts),
+    "shares": lambda: rules(repeats=no_repeat_discounts),
+    "current": contextlib.nullcontext,
+}
 
 
 def generate_columns(images: list[Path], model: str, options: PromptOptions, batch_size: int) -> tuple[pa.Table, float]:
@@ -126,8 +146,8 @@ def study(images_dir: str, ground_truth_path: str, model: str, classes: tuple[st
     options = PromptOptions(classes=classes)
     generated, seconds = generate_columns(images, model, options, batch_size)
     result = {"images": len(images), "model": model, "model_stage_seconds": round(seconds, 1), "right_iou": RIGHT_IOU}
-    for name, rules in (("current", contextlib.nullcontext()), ("earlier", earlier_rules())):
-        with rules:
+    for name, rule in RULES.items():
+        with rule():
             rows = to_label_table(generated, options, model, "study").to_pylist()
         report = evaluate_rows(rows, ground_truth)
         result[name] = {"score_calibration": report.get("score_calibration", {}),
@@ -141,7 +161,7 @@ def format_study(result: dict) -> str:
     lines = [f"{result['images']} images, model stage {result['model_stage_seconds']} s"]
     lines.append(f"{'rule':<8} {'kind':<14} {'objects':>7} {'wrong':>5} {'AUROC':>6} {'med right':>9} "
                  f"{'med wrong':>9} {'ECE':>6} {'mAP@.5':>7}")
-    for name in ("earlier", "current"):
+    for name in RULES:
         for kind, figures in result[name]["score_calibration"].items():
             auc = "-" if figures.get("auroc") is None else f"{figures['auroc']:.3f}"
             med = ["-" if figures.get(k) is None else f"{figures[k]:.3f}" for k in ("median_score_right",
@@ -152,7 +172,7 @@ def format_study(result: dict) -> str:
         review = result[name]["label_studio_review"]
         lines.append(f"{name:<8} Label Studio task score: image AUROC {review['auroc']:.3f} "
                      f"({review['wrong_images']} wrong of {review['images']} images)")
-    for name in ("earlier", "current"):
+    for name in RULES:
         for kind, figures in result[name]["score_calibration"].items():
             table = ", ".join(f"{b['bin'][0]:.1f}-{b['bin'][1]:.1f}: {b['objects']} @ {b['mean_score']:.2f} -> "
                               f"{b['fraction_right']:.2f}" for b in figures.get("reliability", []))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
+from pycocotools import mask as mask_utils
 
 from pipelines.parse.entries import Entry, describe_entry, find_class, normalised_classes, split_entries
 from pipelines.parse.geometry import loc_yxyx_1024_to_box_xyxy_px
@@ -18,6 +20,11 @@ MAX_LOC = 1023
 # A coordinate counts as right within 1/LOCATION_TOLERANCE of the box's side (at least one bin): with
 # all four within it, the box overlaps the true one at IoU >= 0.56 whichever way each edge is off.
 LOCATION_TOLERANCE = 8
+
+
+# A box of the same label as an earlier box of the answer, overlapping it at least this much, repeats it
+# (COCO's matching threshold: of the two, at most one matches a true object that the other does not).
+REPEAT_IOU = 0.5
 
 
 def location_tolerances(locs: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -91,7 +98,8 @@ def parse_detections(
     an empty or inverted box, an unrequested label, or a missing one when several classes were
     requested (with one, an unlabelled entry takes it). Valid entries are kept either way.
     Segmentation codewords are ignored here (the `segment` task reads them). With `tokens` (the
-    log-probabilities of the answer's tokens), every box gets a `score` (see `box_score`).
+    log-probabilities of the answer's tokens), every box gets a `score` (see `box_score`), lowered
+    where it repeats an earlier box (`repeat_discounts`).
 
     Returns:
         (boxes, problems): the valid boxes, and one message per discarded entry.
@@ -104,4 +112,28 @@ def parse_detections(
             boxes.append(entry_to_box(entry, wanted, image_wh, tokens))
         except ValueError as err:
             problems.append(describe_entry(err, entry))
-    return boxes, problems
+    return [discount(box, factor) for box, factor in zip(boxes, repeat_discounts(boxes))], problems
+
+
+def repeat_discounts(boxes: Sequence[Box]) -> list[float]:
+    """Per box, what its score is multiplied by for repeating an earlier box of the same answer: 1 - IoU
+    with the earlier box of its label that it overlaps most, where that IoU is at least `REPEAT_IOU`;
+    otherwise 1. Each box's own tokens cannot see that it repeats one: the model writes a second box on
+    an object it already named as surely as the first (a duplicate, never right under one-to-one
+    matching), and two distinct objects of one label rarely overlap that much."""
+    factors = [1.0] * len(boxes)
+    xywh = [[b.x_min, b.y_min, b.x_max - b.x_min, b.y_max - b.y_min] for b in boxes]
+    for later in range(1, len(boxes)):
+        earlier = [k for k in range(later) if boxes[k].label == boxes[later].label]
+        if earlier:
+            overlap = float(np.max(mask_utils.iou([xywh[later]], [xywh[k] for k in earlier], [0] * len(earlier))))
+            if overlap >= REPEAT_IOU:
+                factors[later] = 1.0 - overlap
+    return factors
+
+
+def discount(item, factor: float):
+    """`item` (a Box or Mask) with its score multiplied by `factor` (an unscored one as it is)."""
+    if factor == 1.0 or item.score is None:
+        return item
+    return item.model_copy(update={"score": item.score * factor})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.parse.detection import box_score, entry_to_box
+from pipelines.parse.detection import box_score, discount, entry_to_box, repeat_discounts
 from pipelines.parse.entries import Entry, describe_entry, normalised_classes, split_entries
 from pipelines.parse.geometry import box_xyxy_px_to_pixel_span, place_mask
 from pipelines.parse.scores import TokenLogprobs
@@ -61,7 +61,8 @@ def parse_segments(
         image_wh: original (width, height) in pixels.
         mask_logits: (n, S, S) decoder output, one per entry of `mask_codes(text)`, in order.
         tokens: the answer's token log-probabilities; boxes then get a `score` as in `detect`
-            (locations and label) and masks one that also covers the codewords (`mask_score`).
+            (locations and label, and the discount of a repeated box) and masks one that also covers
+            the codewords (`mask_score`).
 
     Returns:
         (boxes, masks, problems): every valid box (with or without a mask), the masks placed on
@@ -78,6 +79,7 @@ def parse_segments(
     wanted = normalised_classes(classes)
     boxes: list[Box] = []
     masks: list[Mask] = []
+    mask_of_box: dict[int, int] = {}
     for index, entry in enumerate(entries):
         try:
             box = entry_to_box(entry, wanted, image_wh, tokens)
@@ -97,6 +99,12 @@ def parse_segments(
             problems.append(describe_entry("mask is empty, box kept without a mask", entry))
             continue
         masks.append(Mask(**{**box.model_dump(), "score": mask_score(entry, tokens)}, rle=Rle.from_binary(pixels)))
+        mask_of_box[len(boxes) - 1] = len(masks) - 1
+    # a box that repeats an earlier one (`repeat_discounts`) discounts its mask's score alike
+    for index, factor in enumerate(repeat_discounts(boxes)):
+        boxes[index] = discount(boxes[index], factor)
+        if index in mask_of_box:
+            masks[mask_of_box[index]] = discount(masks[mask_of_box[index]], factor)
     return boxes, masks, problems
 
 

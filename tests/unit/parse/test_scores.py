@@ -147,3 +147,24 @@ def test_top_alternatives_must_come_as_a_pair_one_row_per_token():
                       top_logprobs=np.zeros((1, 3)))
     with pytest.raises(ValueError, match="both"):
         TokenLogprobs(ends=np.array([1]), logprobs=np.zeros(1), top_bins=np.zeros((1, 3)))
+
+
+def test_a_box_repeating_an_earlier_one_of_its_label_scores_1_minus_their_iou_and_others_do_not():
+    """Written as surely as the first, a second box on the same object is scored as the chance it is another one."""
+    entries = [("<loc0000>", "<loc0000>", "<loc0512>", "<loc0512>", " car"),   # the first
+               ("<loc0000>", "<loc0000>", "<loc0512>", "<loc0480>", " car"),   # IoU 480/512 with it: repeats it
+               ("<loc0000>", "<loc0000>", "<loc0512>", "<loc0512>", " bus"),   # same place, other label
+               ("<loc0000>", "<loc0256>", "<loc0512>", "<loc0768>", " car")]   # IoU 1/3 with the first
+    pieces = [piece for n, entry in enumerate(entries) for piece in ((" ; ",) if n else ()) + entry]
+    text, tokens = tokens_of(pieces, [0.9] * len(pieces))
+    boxes, problems = parse_detections(text, ("car", "bus"), (1024, 1024), tokens)
+    assert problems == [] and len(boxes) == 4
+    assert [box.score for box in boxes] == pytest.approx([0.9 ** 5, 0.9 ** 5 * (1 - 480 / 512), 0.9 ** 5, 0.9 ** 5])
+    # in a segment answer the repeated box's mask is discounted alike
+    seg_pieces = [piece for n, entry in enumerate(entries[:2]) for piece in
+                  ((" ; ",) if n else ()) + entry[:4] + (" ",) + tuple(CODES) + entry[4:]]
+    text, tokens = tokens_of(seg_pieces, [0.9] * len(seg_pieces))
+    boxes, masks, problems = parse_segments(text, ("car",), (64, 64), np.ones((2, 64, 64), np.float32), tokens)
+    assert problems == [] and len(masks) == 2
+    assert boxes[1].score == pytest.approx(boxes[0].score * (1 - 480 / 512))
+    assert masks[1].score == pytest.approx(masks[0].score * (1 - 480 / 512))
