@@ -82,7 +82,8 @@ class ImageIndex:
     def __call__(self, row: dict) -> int | None:
         key = (row["source_uri"], row.get("image_id"))
         if key not in self._cache:
-            self._cache[key] = self.by_row_id.get(key[1]) or self._find(key[0])
+            by_id = self.by_row_id.get(key[1])
+            self._cache[key] = by_id if by_id is not None else self._find(key[0])
         return self._cache[key]
 
     def _find(self, source_uri: str) -> int | None:

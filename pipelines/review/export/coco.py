@@ -85,12 +85,12 @@ def image_record(row: dict, root: str | None, urls: UrlMap) -> dict:
 
 class ImageCopies:
     """Copies each exported image's file to `folder/<file_name>` (datumaro's `images/<subset>/`); an image
-    that cannot be fetched (a Parquet row, a file gone) is counted and the first reason kept, not fatal."""
+    that cannot be fetched (a Parquet row, a file gone) is counted, and the first one's reason kept in
+    `counts["first_image_not_copied"]`, not fatal."""
 
-    def __init__(self, counts: dict[str, int]):
+    def __init__(self, counts: dict):
         self.counts = counts
         counts.update(images_copied=0, images_not_copied=0)
-        self.first_error: str | None = None
 
     def copy(self, image: dict, folder: str) -> None:
         try:
@@ -100,7 +100,7 @@ class ImageCopies:
             self.counts["images_copied"] += 1
         except (OSError, ValueError, KeyError, tarfile.TarError) as err:
             self.counts["images_not_copied"] += 1
-            self.first_error = self.first_error or f"{image['source_uri']}: {err}"
+            self.counts.setdefault("first_image_not_copied", f"{image['source_uri']}: {err}")
 
 
 def datumaro_paths(folder: str, subset: str) -> tuple[str, str]:
@@ -170,12 +170,6 @@ def export_coco_shards(
             flush()
     if images or not counts["files"]:
         flush()
-    return _with_copy_note(counts, copies)
-
-
-def _with_copy_note(counts: dict, copies: ImageCopies | None) -> dict:
-    if copies is not None and copies.first_error:
-        counts["first_image_not_copied"] = copies.first_error
     return counts
 
 
@@ -186,8 +180,6 @@ def export_coco(
     """Stream the dataset at `uri` into a COCO JSON file at `output` (with the datumaro layout, `output`
     is the dataset's folder); returns the counts written."""
     row_filter = _object_filter(row_filter)
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown COCO layout {layout!r}; choose from {', '.join(LAYOUTS)}")
     images_folder = None
     if layout == "datumaro":
         output, images_folder = datumaro_paths(output, "default")
@@ -234,4 +226,4 @@ def export_coco(
                                                         row["task"], box, mask))
         counts["annotations"] = annotations.count
         handle.write("}\n")
-    return _with_copy_note(counts, copies)
+    return counts
