@@ -16,6 +16,8 @@ FLAG_HELP = {
     "images": "Training scenes",
     "steps": "PaliGemma optimiser steps",
     "vae_steps": "Mask VQ-VAE optimiser steps",
+    "vae_images": "Train the mask VQ-VAE on the first N scenes only (a warm start adding scenes: the first run's "
+                  "--images); 0: all",
     "batch_size": "Sequences per step",
     "learning_rate": "Peak learning rate",
     "warmup_steps": "Linear warm-up steps before the cosine decay",
@@ -33,7 +35,8 @@ def main() -> None:
         parser.add_argument("--" + name.replace("_", "-"), type=type(default), default=default,
                             help=f"{text} (default: {default}).")
     parser.add_argument("--init-from", help="A checkpoint this command wrote: train on from its weights instead of "
-                        "from scratch (same --seed, --images and --vae-steps, so its mask codewords are reproduced).")
+                        "from scratch (same --seed and --vae-steps, and its --images as --images or --vae-images, "
+                        "so its mask codewords are reproduced).")
     args = parser.parse_args()
     output = Path(args.output)
     if output.exists() and any(output.iterdir()):

@@ -74,6 +74,7 @@ class TrainConfig:
     num_layers: int = 3
     text_layers: int = 0  # depth of the text model when it differs from the vision tower's; 0: num_layers
     vae_steps: int = 300
+    vae_images: int = 0  # the mask VAE learns from the first vae_images scenes' masks; 0: all of them
     vae_embedding_dim: int = 32
     threads: int = 2
     tie_word_embeddings: bool = True  # the output head is the input embedding, as in real PaliGemma (and vLLM needs)
@@ -275,10 +276,13 @@ def train_shapes(output: str | Path, cfg: TrainConfig = TrainConfig(), log_every
     print(f"drew {len(scenes)} scenes with {len(objects)} objects in {time.perf_counter() - started:.0f} s",
           flush=True)
 
-    vae, vae_log = train_mask_vae(masks, cfg.vae_steps, embedding_dim=cfg.vae_embedding_dim, seed=cfg.seed)
+    # A warm start may add scenes but must learn the codewords of the VAE it started with: the VAE
+    # can be held to the scenes it was trained on while the model sees more.
+    vae_masks = masks[:sum(s < cfg.vae_images for s, _ in objects)] if cfg.vae_images else masks
+    vae, vae_log = train_mask_vae(vae_masks, cfg.vae_steps, embedding_dim=cfg.vae_embedding_dim, seed=cfg.seed)
     if cfg.init_from:
         _check_same_vae(vae, Path(cfg.init_from) / VAE_FILENAME)
-    vae_log["reconstruction_iou_64px"] = round(reconstruction_iou(vae, masks[:2000]), 4)
+    vae_log["reconstruction_iou_64px"] = round(reconstruction_iou(vae, vae_masks[:2000]), 4)
     print(f"mask vae: {vae_log}", flush=True)
     all_codes = vae.encode(masks)
     codes_per_scene: list[list[np.ndarray]] = [[] for _ in scenes]

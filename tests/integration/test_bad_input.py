@@ -13,7 +13,7 @@ from pipelines.stages.read import image_id_for
 from schemas.job import JobConfig
 from tests.conftest import SHAPES_MODEL
 from tests.images import encode, solid
-from tests.integration.conftest import read_output
+from tests.integration.conftest import read_output, short_budgets
 from tests.integration.corpus import BAD_INPUT_LIMIT, write_bad_input_images, write_hostile_shard
 from tests.rows import assert_each_once
 
@@ -87,7 +87,7 @@ def test_tar_member_names_never_reach_the_disk(tmp_path, ray_local, tiny_model_d
     shard = tmp_path / "deep" / "shards" / "shard-000.tar"
     expected = write_hostile_shard(shard, escape)
     annotate(JobConfig(input=str(shard.parent), output=str(tmp_path / "out"), model=tiny_model_dir,
-                       tasks=",".join(TASKS), classes="car"))
+                       tasks=",".join(TASKS), classes="car", max_new_tokens=short_budgets(",".join(TASKS))))
     grouped = rows_by_input(read_output(str(tmp_path / "out")), f"file://{shard}#")
     check_outcomes(grouped, expected)
     # where a tar extraction would have put them: next to the shard's parents, and /tmp
@@ -99,7 +99,7 @@ def test_parquet_null_bytes_and_repeated_images(tmp_path, ray_local, tiny_model_
     image = encode(solid(7, 9), "PNG")
     pq.write_table(pa.table({"image": [image, None, image, b""]}), tmp_path / "in.parquet")
     annotate(JobConfig(input=str(tmp_path / "in.parquet"), output=str(tmp_path / "out"), model=tiny_model_dir,
-                       tasks=",".join(TASKS), classes="car"))
+                       tasks=",".join(TASKS), classes="car", max_new_tokens=short_budgets(",".join(TASKS))))
     table = read_output(str(tmp_path / "out"))
     grouped = rows_by_input(table, f"file://{tmp_path / 'in.parquet'}#row=")
     assert len(grouped) == 4 and table.num_rows == 8  # the repeated image is two inputs

@@ -16,7 +16,7 @@ import pytest
 import ray
 
 from tests.images import encode, solid
-from tests.integration.conftest import read_output
+from tests.integration.conftest import read_output, short_budgets
 from tests.jobs import load_job
 
 pytestmark = pytest.mark.integration
@@ -75,7 +75,8 @@ def test_planted_credentials_reach_no_row_summary_or_log(tmp_path, ray_local, ti
     (site / "a.jpg").write_bytes(encode(solid(40, 30), "JPEG"))
     (site / "b.png").write_bytes(encode(solid(20, 30, (0, 90, 0)), "PNG"))
     runs = tmp_path / "runs"
-    common = ["--model", tiny_model_dir, "--tasks", "caption,detect", "--classes", "car"]
+    common = ["--model", tiny_model_dir, "--tasks", "caption,detect", "--classes", "car",
+              "--max-new-tokens", short_budgets("caption,detect")]
 
     with basic_auth_server(site, "labeller", URL_PASSWORD) as server:
         authorised = server.replace("http://", f"http://labeller:{URL_PASSWORD}@")

@@ -8,7 +8,7 @@ from pipelines.devtools.tiny_model import save_random_vae
 from pipelines.run import annotate
 from pipelines.stages.read import image_id_for
 from schemas.job import JobConfig
-from tests.integration.conftest import read_output
+from tests.integration.conftest import read_output, short_budgets
 from tests.integration.corpus import write_image_tree
 from tests.rows import assert_each_once
 
@@ -20,7 +20,8 @@ def test_bucket_to_bucket(tmp_path, gcs, ray_local, tiny_model_dir):
     uris = gcs.upload_tree(tmp_path / "images", "labels-test", "raw/images")
     (vae_uri,) = gcs.upload_tree(save_random_vae(tmp_path / "weights" / "vae-oid.npz").parent, "weights-test")
     summary = annotate(JobConfig(input="gs://labels-test/raw/images", output="gs://labels-test/labels/run1",
-                                 model=tiny_model_dir, tasks="segment,caption", classes="car", vae=vae_uri))
+                                 model=tiny_model_dir, tasks="segment,caption", classes="car", vae=vae_uri,
+                                 max_new_tokens=short_budgets("segment,caption")))
     assert summary["vae"] == "gs://weights-test/vae-oid.npz"
 
     fs = gcs.filesystem()

@@ -17,7 +17,7 @@ from pipelines.driver.schedule import (
     summary_uri_for,
     wait_for_job,
 )
-from tests.integration.conftest import read_output
+from tests.integration.conftest import read_output, short_budgets
 from tests.integration.ray_head import RAY_EXE
 from tests.rows import assert_each_once
 
@@ -33,7 +33,8 @@ def test_submitted_job_annotates_the_samples(tmp_path, head, tiny_model_dir):
         [str(RAY_EXE), "job", "submit", "--address", head.address, "--working-dir", str(REPO),
          "--runtime-env", str(REPO / "cluster" / "runtime_env.yaml"), "--",
          "python", "jobs/annotate.py", "--input", str(SAMPLES), "--output", str(output),
-         "--model", tiny_model_dir, "--tasks", "detect,caption", "--classes", "car,person"],
+         "--model", tiny_model_dir, "--tasks", "detect,caption", "--classes", "car,person",
+         "--max-new-tokens", short_budgets("detect,caption")],
         env={**os.environ, **head.env}, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -52,7 +53,7 @@ def test_a_scheduled_submission_runs_once_and_reports_its_summary(tmp_path, head
     entrypoint = annotate_entrypoint(
         input=str(SAMPLES), output=output, partition="run_date=2026-11-21", since=now - datetime.timedelta(days=3650),
         until=now + datetime.timedelta(days=1), run_id=sid, summary_uri=summary_uri_for(output, sid),
-        flags=["--model", tiny_model_dir, "--tasks", "caption"])
+        flags=["--model", tiny_model_dir, "--tasks", "caption", "--max-new-tokens", short_budgets("caption")])
     runtime_env = {**yaml.safe_load((REPO / "cluster" / "runtime_env.yaml").read_text()), "working_dir": str(REPO)}
 
     assert submit_once(client, sid, entrypoint, runtime_env) is True

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.run import run_job
-from tests.integration.conftest import read_output
+from tests.integration.conftest import read_output, short_budgets
 from tests.rows import assert_each_once
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,8 @@ def test_two_days_and_a_rerun_leave_exactly_one_row_per_image_and_task(tmp_path,
              for name in ("street.jpg", "portrait.png")]
     day_2 = [arrive(SAMPLES / name, bucket / "d2" / name, DAY_2 + datetime.timedelta(hours=5))
              for name in ("square.bmp", "wide.webp", "nested/tile.gif")]
-    common = {"output": str(output), "model": tiny_model_dir, "tasks": "detect,caption", "classes": "car"}
+    common = {"output": str(output), "model": tiny_model_dir, "tasks": "detect,caption", "classes": "car",
+              "max_new_tokens": short_budgets("detect,caption")}
 
     def run(**flags):
         summary = run_job({**common, **flags, "summary_uri": str(tmp_path / "runs" / f"{flags['run_id']}.json")})

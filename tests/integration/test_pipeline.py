@@ -10,7 +10,7 @@ from pipelines.run import annotate
 from pipelines.stages.read import image_id_for
 from schemas import LABEL_ROW_SCHEMA
 from schemas.job import JobConfig
-from tests.integration.conftest import read_output
+from tests.integration.conftest import read_output, short_budgets
 from tests.integration.corpus import write_image_tree, write_parquet, write_webdataset
 from tests.rows import assert_each_once
 
@@ -25,7 +25,7 @@ def test_images_every_input_and_prompt_exactly_once(tmp_path, ray_local, tiny_mo
     sizes = write_image_tree(tmp_path / "in")
     cfg = JobConfig(input=str(tmp_path / "in"), output=str(tmp_path / "out"), model=tiny_model_dir,
                     tasks="detect,caption,answer", classes="car,person", questions="what is it?|how many?",
-                    batch_size=3, run_id="run-1")
+                    batch_size=3, run_id="run-1", max_new_tokens=short_budgets("detect,caption,answer"))
     summary = annotate(cfg)
     table = read_output(str(tmp_path / "out"))
 
@@ -68,7 +68,7 @@ def test_images_every_input_and_prompt_exactly_once(tmp_path, ray_local, tiny_mo
 def test_webdataset_shards(tmp_path, ray_local, tiny_model_dir):
     expected = write_webdataset(tmp_path / "shards")
     annotate(JobConfig(input=str(tmp_path / "shards"), output=str(tmp_path / "out"), model=tiny_model_dir,
-                       tasks="ocr,caption"))
+                       tasks="ocr,caption", max_new_tokens=short_budgets("ocr,caption")))
     table = read_output(str(tmp_path / "out"))
     assert_each_once(table, len(expected) * 2)
     by_uri = {}
@@ -83,7 +83,8 @@ def test_webdataset_shards(tmp_path, ray_local, tiny_model_dir):
 def test_parquet_with_ids_and_per_image_questions(tmp_path, ray_local, tiny_model_dir):
     write_parquet(tmp_path / "in" / "images.parquet")
     annotate(JobConfig(input=str(tmp_path / "in"), output=str(tmp_path / "out"), model=tiny_model_dir,
-                       tasks="answer,caption", id_column="id", question_column="question"))
+                       tasks="answer,caption", id_column="id", question_column="question",
+                       max_new_tokens=short_budgets("answer,caption")))
     rows = {(r["image_id"], r["task"]): r for r in read_output(str(tmp_path / "out")).to_pylist()}
     assert set(rows) == {(i, t) for i in ("p0", "p1", "p2") for t in ("answer", "caption")}
     assert rows[("p0", "answer")]["prompt"] == "answer en what colour is it?"

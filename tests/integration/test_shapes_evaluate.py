@@ -11,6 +11,7 @@ from pipelines.review.evaluate import evaluate_rows
 from pipelines.run import annotate
 from pipelines.storage.output import read_annotations
 from schemas.job import JobConfig
+from tests.integration.conftest import short_budgets
 from tests.jobs import REPO
 
 pytestmark = pytest.mark.integration
@@ -23,7 +24,8 @@ def test_every_ground_truth_image_is_scored(tmp_path, ray_local, tiny_model_dir,
     write_shapes(str(tmp_path / "shapes"), count=6, seed=7, fmt=fmt, shard_size=4)
     extra = {"uri_column": "uri"} if fmt == "parquet" else {}
     cfg = JobConfig(input=str(tmp_path / "shapes" / LAYOUT[fmt]), output=str(tmp_path / "out"), model=tiny_model_dir,
-                    tasks="detect,caption", classes="circle,square,triangle", batch_size=4, **extra)
+                    tasks="detect,caption", classes="circle,square,triangle", batch_size=4,
+                    max_new_tokens=short_budgets("detect,caption"), **extra)
     annotate(cfg)
     ground_truth = json.loads((tmp_path / "shapes" / "ground_truth.json").read_text())
     report = evaluate_rows(read_annotations(cfg.output).to_pylist(), ground_truth)

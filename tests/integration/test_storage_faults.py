@@ -7,7 +7,7 @@ import pytest
 
 from pipelines.run import annotate
 from schemas.job import JobConfig
-from tests.integration.conftest import read_output
+from tests.integration.conftest import read_output, short_budgets
 from tests.integration.corpus import write_image_tree
 from tests.integration.fault_proxy import FAULT_KINDS, FaultPlan, FaultProxy, route_gcs_through
 from tests.rows import assert_each_once
@@ -22,7 +22,8 @@ def test_a_job_through_a_faulty_object_store_writes_every_row_once(tmp_path, gcs
     plan = {"read": FaultPlan(every=4, budget=3), "write": FaultPlan(every=2, budget=3)}
     with FaultProxy(gcs.endpoint, plan) as proxy, route_gcs_through(proxy.endpoint):
         summary = annotate(JobConfig(input="gs://faults-test/in", output="gs://faults-test/out",
-                                     model=tiny_model_dir, tasks="detect,caption", classes="car"))
+                                     model=tiny_model_dir, tasks="detect,caption", classes="car",
+                                     max_new_tokens=short_budgets("detect,caption")))
     print(f"requests {dict(proxy.seen)}, faults injected {dict(proxy.injected)}")
     # every kind of fault hit both directions, so the job really went through the proxy
     assert {(direction, kind) for direction in ("read", "write") for kind in FAULT_KINDS} <= set(proxy.injected)
