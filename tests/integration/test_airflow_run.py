@@ -116,8 +116,8 @@ def test_the_dag_labels_the_day_replaces_it_and_never_with_a_failed_or_worse_run
     assert first["state"] == "success" and set(states(first).values()) == {"success"}
     checked = first["tasks"]["check"]["return_value"]
     assert (checked["partition"], checked["images"], checked["rows"]) == (f"run_date={DAY}", 5, 10)
-    # Every caption is right; detect is ok on at least four of the five (the checkpoint skips a coordinate in
-    # the first scene, README): the later runs are checked against what this one wrote.
+    # Every caption is right; detect is ok on at least four of the five (a checkpoint may get one scene wrong:
+    # an earlier one skipped a coordinate in the first): the later runs are checked against what this one wrote.
     good = checked["rows_per_task_and_status"]
     good_detect_ok = good["detect"].get("ok", 0)
     assert good["caption"] == {"ok": 5} and sum(good["detect"].values()) == 5 and good_detect_ok >= 4

@@ -48,7 +48,7 @@ def check_outcomes(grouped: dict[str, list[dict]], expected: dict[str, tuple[int
 def write_upright_and_rotated_scene(root: Path) -> tuple[int, int]:
     """A shapes scene stored upright, and stored rotated with an EXIF tag saying how to display it upright;
     returns its displayed size."""
-    # the last demo scene: two objects, both answered validly by the checkpoint (the first scene is not)
+    # the last demo scene: two objects, both answered validly by the checkpoint
     displayed = Image.open(sorted((SHAPES_MODEL.parent / "shapes" / "images").glob("*.png"))[-1]).convert("RGB")
     displayed.save(root / "upright.png")
     exif = Image.Exif()

@@ -150,14 +150,20 @@ def test_patch_heads_learn_the_patch_targets(scenes):
     assert loss.item() < first / 2
 
 
-def test_the_committed_checkpoint_is_the_defaults_then_the_documented_warm_start():
+def test_the_committed_checkpoint_is_the_defaults_then_the_two_documented_warm_starts():
     """`jobs/train_shapes.py` with its defaults, then `--init-from` that checkpoint with `--steps 6000
-    --learning-rate 0.001` (docs/quality.md), reproduces the committed checkpoint's configuration."""
+    --learning-rate 0.001`, then `--init-from` that one with the same and `--images 40000 --vae-images 20000`
+    (docs/quality.md) reproduces the committed checkpoint's configuration."""
     committed = json.loads((SHAPES_MODEL / SUMMARY_FILE).read_text())
-    defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))
+
+    def config(**changes) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(dataclasses.replace(TrainConfig(), **changes))))
+
     # Fields added to TrainConfig after a run was saved take their defaults (that run had no such setting).
-    first = {**defaults, **committed["init_from_training"]["config"]}
-    assert first == defaults
-    warm = json.loads(json.dumps(dataclasses.asdict(dataclasses.replace(
-        TrainConfig(), steps=6000, learning_rate=0.001, init_from="tests/data/shapes-paligemma"))))
-    assert {**warm, **committed["config"]} == warm
+    runs = [committed["init_from_training"]["init_from_training"]["config"],
+            committed["init_from_training"]["config"], committed["config"]]
+    warm = {"steps": 6000, "learning_rate": 0.001, "init_from": "tests/data/shapes-paligemma"}
+    expected = [config(), config(**warm), config(**warm, images=40000, vae_images=20000)]
+    for saved, want in zip(runs, expected, strict=True):
+        assert {**want, **saved} == want
+    assert "init_from_training" not in committed["init_from_training"]["init_from_training"]
