@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from pipelines.model.load import ModelLoadError  # noqa: E402
+from pipelines.model.checkpoint import ModelLoadError  # noqa: E402
 from pipelines.model.quantization import save_quantized  # noqa: E402
 
 

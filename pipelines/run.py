@@ -16,10 +16,18 @@ from pydantic import ValidationError
 from pipelines.build import build_dataset
 from pipelines.driver.cli import one_line
 from pipelines.driver.plan import plan_summary
-from pipelines.model.load import ModelLoadError, image_size_of, load_config, load_processor
-from pipelines.model.mask_decoder import VaeLoadError, find_vae, load_mask_decoder, missing_vae_message
-from pipelines.model.quantization import check_quantization
-from pipelines.model.vllm_engine import check_vllm_checkpoint
+from pipelines.model.checkpoint import (
+    ModelLoadError,
+    VaeLoadError,
+    check_model_source,
+    check_quantization,
+    check_tokenizer,
+    check_vllm_checkpoint,
+    find_vae,
+    image_settings,
+    missing_vae_message,
+    read_config,
+)
 from pipelines.placement import GpuWait, place_model, placement_summary, start_actor_log
 from pipelines.stages.write import write_annotations
 from pipelines.storage.completion import plan_resume
@@ -56,6 +64,10 @@ def default_run_id() -> str:
 
 def check_vae(cfg: JobConfig) -> str:
     """The mask decoder file for this job, loaded once here so a bad one fails before Ray starts."""
+    # The one check of the driver's that needs torch (the decoder's layout is its torch module's): jobs
+    # without a mask task never import it.
+    from pipelines.model.mask_decoder import load_mask_decoder  # noqa: PLC0415
+
     vae = find_vae(cfg.vae, cfg.model)
     if vae is None:
         raise VaeLoadError(missing_vae_message(cfg.model))
@@ -83,7 +95,7 @@ def job_identity(cfg: JobConfig) -> dict:
 
 
 def check_job(cfg: JobConfig) -> CheckedJob:
-    """The cheap checks, before Ray starts: tasks, mask decoder, inputs, model processor, output.
+    """The cheap checks, before Ray starts: tasks, mask decoder, inputs, the checkpoint's small files, output.
 
     Raises REFUSALS. Only `--overwrite` changes anything here (it removes the old dataset).
     """
@@ -93,8 +105,10 @@ def check_job(cfg: JobConfig) -> CheckedJob:
     vae = check_vae(cfg) if any(task.decodes_masks for task in tasks) else None
     inputs = resolve_job_inputs(cfg)
     check_parquet_columns(inputs, cfg)
-    processor = load_processor(cfg.model, cfg.revision)
-    check_quantization(cfg.quantization, load_config(cfg.model, cfg.revision))
+    check_model_source(cfg.model, cfg.revision)
+    images = image_settings(cfg.model, cfg.revision)
+    check_tokenizer(cfg.model, cfg.revision)
+    check_quantization(cfg.quantization, read_config(cfg.model, cfg.revision))
     target = prepare_target(cfg.output, cfg.overwrite, cfg.partition_key_value,
                             job_identity(cfg) if cfg.resume else None)
     return CheckedJob(
@@ -102,8 +116,8 @@ def check_job(cfg: JobConfig) -> CheckedJob:
         tasks=tasks,
         inputs=inputs,
         vae=vae,
-        image_size=image_size_of(processor),
-        resample=int(processor.image_processor.resample),
+        image_size=images.size,
+        resample=images.resample,
         target=target,
     )
 

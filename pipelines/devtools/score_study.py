@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from pipelines.model.checkpoint import find_vae
 from pipelines.model.load import image_size_of, load_processor
-from pipelines.model.mask_decoder import find_vae
 from pipelines.parse import detection, segmentation
 from pipelines.parse.entries import Entry
 from pipelines.parse.scores import TokenLogprobs

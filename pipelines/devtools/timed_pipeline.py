@@ -43,8 +43,8 @@ def run_pipeline(model_dir: str, input_uri: str, output_uri: str, tasks: list[st
     import ray
 
     from pipelines.build import build_dataset
+    from pipelines.model.checkpoint import find_vae
     from pipelines.model.load import image_size_of, load_processor
-    from pipelines.model.mask_decoder import find_vae
     from pipelines.placement import place_model
     from pipelines.stages.generate import StageOptions
     from pipelines.stages.write import write_annotations

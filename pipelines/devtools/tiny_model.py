@@ -26,8 +26,9 @@ from transformers import (
     SiglipImageProcessor,
 )
 
-from pipelines.model.mask_decoder import VAE_FILENAME, MaskDecoder
-from pipelines.model.token_scores import location_bins_of_ids
+from pipelines.model.checkpoint import VAE_FILENAME
+from pipelines.model.generation import location_bins_of_ids
+from pipelines.model.mask_decoder import MaskDecoder
 
 RESAMPLE = 3  # PIL bicubic, as in the released PaliGemma preprocessor configs
 # Gemma's fixed ids for its first special tokens; PaliGemma configs refer to them.

@@ -43,7 +43,8 @@ from transformers import PaliGemmaForConditionalGeneration, PaliGemmaProcessor
 from pipelines.devtools.mask_vae import MaskVae, mask_in_box, reconstruction_iou, save_vae, train_mask_vae
 from pipelines.devtools.shapes import COLORS, SHAPES, SIZE_RANGE, Scene, ShapeObject, draw_scene
 from pipelines.devtools.tiny_model import RESAMPLE, build_tiny_paligemma, save_model_hub_layout
-from pipelines.model.mask_decoder import VAE_FILENAME, read_npz
+from pipelines.model.checkpoint import VAE_FILENAME
+from pipelines.model.mask_decoder import read_npz
 from pipelines.parse.geometry import LOC_BINS, box_xyxy_px_to_loc_yxyx_1024
 from pipelines.stages.decode import to_model_pixels
 from pipelines.tasks.registry import get_task

@@ -57,7 +57,8 @@ def model_memory(cfg: JobConfig) -> dict:
     # Imported here: listing and counting inputs must not import torch (test_import_boundaries).
     import torch  # noqa: PLC0415
 
-    from pipelines.model.load import ModelLoadError, load_config, model_dtype  # noqa: PLC0415
+    from pipelines.model.checkpoint import ModelLoadError  # noqa: PLC0415
+    from pipelines.model.load import load_config, model_dtype  # noqa: PLC0415
     from pipelines.model.quantization import unquantized_modules, weight_bytes  # noqa: PLC0415
 
     device = "cpu" if cfg.device == "cpu" else "cuda"

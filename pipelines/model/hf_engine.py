@@ -16,11 +16,12 @@ from pipelines.model.generation import (
     Generation,
     GenerationRequest,
     generation_from_tokens,
+    location_bins_of_ids,
     run_in_halves,
     stop_and_special_ids,
 )
 from pipelines.model.load import load_model, load_processor
-from pipelines.model.token_scores import ChosenTokenLogprobs, location_bins_of_ids
+from pipelines.model.token_scores import ChosenTokenLogprobs
 
 
 def _release_accelerator_memory(err: BaseException) -> None:

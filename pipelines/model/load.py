@@ -1,65 +1,36 @@
-"""Load PaliGemma and its processor from a Hub id (with revision) or a local directory."""
+"""Load PaliGemma and its processor from a Hub id (with revision) or a local directory, with transformers (on
+the model actors; the driver reads what it checks with `checkpoint.py`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
-from huggingface_hub import HfApi
 from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
 
-from pipelines.model.quantization import quantization_config, stored_quantization, unquantized_modules
-
-HUB_PROBE_TIMEOUT_S = 10
-
-
-class ModelLoadError(RuntimeError):
-    """The model or processor cannot be loaded; the message says what to do."""
-
-
-def _is_local(model: str) -> bool:
-    return Path(model).expanduser().exists() or model.startswith(("/", ".", "~"))
-
-
-def model_source(model: str) -> str:
-    """What from_pretrained takes: an expanded local path, or the Hub id unchanged."""
-    return str(Path(model).expanduser()) if _is_local(model) else model
-
-
-def explain_load_error(model: str, err: Exception) -> ModelLoadError:
-    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    if _is_local(model):
-        return ModelLoadError(
-            f"cannot load model directory {model!r}: {reason}. Pass a directory written by "
-            "save_pretrained (config.json, *.safetensors and the processor files)."
-        )
-    return ModelLoadError(
-        f"cannot load {model!r} from the Hugging Face Hub: {reason}. PaliGemma checkpoints are gated: "
-        "accept the licence on the model page, then run `hf auth login` or set HF_TOKEN; without "
-        "network access, pass --model /path/to/a/local/copy saved with save_pretrained."
-    )
-
-
-def _probe_hub(model: str, revision: str | None) -> None:
-    """One quick request, so that an unreachable or gated Hub fails in seconds rather than after
-    huggingface_hub's retries of every file (measured: 3.5 minutes with no network)."""
-    try:
-        HfApi().model_info(model, revision=revision, timeout=HUB_PROBE_TIMEOUT_S)
-    except Exception as err:
-        raise explain_load_error(model, err) from err
+from pipelines.model.checkpoint import (
+    ModelLoadError,
+    explain_load_error,
+    is_local,
+    model_source,
+    probe_hub,
+    refuse_pickle_only,
+    stored_quantization,
+)
+from pipelines.model.quantization import quantization_config, unquantized_modules
 
 
 def _small_files(cls, model: str, revision: str | None):
-    """`cls.from_pretrained` for what the driver reads before Ray starts (processor, config): from a local
-    directory that must exist, or the local Hugging Face cache, else the Hub after one quick probe."""
-    if _is_local(model):
+    """`cls.from_pretrained` for a checkpoint's small files (processor, config): from a local directory that
+    must exist, or the local Hugging Face cache, else the Hub after one quick probe."""
+    if is_local(model):
         if not Path(model_source(model)).is_dir():
             raise ModelLoadError(f"model directory {model!r} does not exist")
     else:
         try:  # a copy in the local Hugging Face cache needs no network
             return cls.from_pretrained(model, revision=revision, local_files_only=True)
         except Exception:
-            _probe_hub(model, revision)
+            probe_hub(model, revision)
     try:
         return cls.from_pretrained(model_source(model), revision=revision)
     except Exception as err:  # the Hub and tokenizers raise many types; all mean "cannot load"
@@ -67,32 +38,13 @@ def _small_files(cls, model: str, revision: str | None):
 
 
 def load_processor(model: str, revision: str | None = None) -> PaliGemmaProcessor:
-    """The processor; cheap, so the driver loads it to validate the model before any work starts (a
-    pickle-only directory is refused here too, before Ray starts, rather than on the model actors)."""
+    """The processor (a pickle-only directory is refused here too, with the reason)."""
     refuse_pickle_only(model)
     return _small_files(PaliGemmaProcessor, model, revision)
 
 
-PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
-
-
-def refuse_pickle_only(model: str) -> None:
-    """A local checkpoint with pickle weights and no safetensors gets a message that says why it is refused."""
-    if not _is_local(model) or not Path(model_source(model)).is_dir():
-        return
-    directory = Path(model_source(model))
-    if any(directory.glob("*.safetensors")):
-        return
-    pickled = sorted(path.name for pattern in PICKLE_WEIGHTS for path in directory.glob(pattern))
-    if pickled:
-        raise ModelLoadError(
-            f"model directory {model!r} holds only pickle weights ({', '.join(pickled)}); they are never "
-            "loaded, because unpickling a file can run arbitrary code. Convert them to safetensors "
-            "(load them where you trust the file, then save_pretrained(dir) writes model.safetensors).")
-
-
 def load_config(model: str, revision: str | None) -> PaliGemmaConfig:
-    """The checkpoint's config alone (no weights), for the checks made before Ray starts."""
+    """The checkpoint's config alone (no weights), with transformers' defaults filled in."""
     return _small_files(PaliGemmaConfig, model, revision)
 
 
@@ -114,7 +66,7 @@ def load_model(model: str, revision: str | None, device: torch.device, dtype: st
     dtype = model_dtype(dtype, device)
     # A checkpoint saved quantized carries its own quantization_config.
     model_config = load_config(model, revision)
-    stored = stored_quantization(model_config)
+    stored = stored_quantization(model_config.to_dict())
     config = None if stored != "none" else quantization_config(
         quantization, dtype, unquantized_modules(model_config, quantization, device.type))
     try:

@@ -12,27 +12,18 @@ from __future__ import annotations
 
 import io
 import zipfile
-from pathlib import Path
 
 import fsspec
 import numpy as np
 import torch
 from torch import nn
 
+from pipelines.model.checkpoint import VAE_FILENAME, VaeLoadError
 from pipelines.parse.segmentation import NUM_CODES
 from schemas.columns import MASK_SIZE
 
-VAE_FILENAME = "vae-oid.npz"
-VAE_SOURCES = (
-    "gs://big_vision/paligemma/vae-oid.npz",
-    "https://huggingface.co/spaces/big-vision/paligemma/resolve/main/vae-oid.npz",
-)
 CODEBOOK_KEY = "_vq_vae._embedding"  # (num_codes, embedding_dim), the width is read from the file
 DECODER_PREFIX = "decoder."
-
-
-class VaeLoadError(RuntimeError):
-    """The mask decoder file is missing or not in the published layout; the message says why."""
 
 
 class ResBlock(nn.Module):
@@ -142,21 +133,3 @@ def decode_masks(decoder: MaskDecoder, codes: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
         logits = decoder(torch.as_tensor(np.asarray(codes), dtype=torch.long, device=device))
     return logits.float().cpu().numpy()
-
-
-def find_vae(vae: str | None, model: str) -> str | None:
-    """The mask decoder to use: `vae` when given, else `vae-oid.npz` inside a local model directory."""
-    if vae:
-        local = Path(vae).expanduser()
-        # Absolute, so actors whose working directory differs from the driver's find it too.
-        return str(local.resolve()) if local.is_file() else vae
-    beside_model = Path(model).expanduser() / VAE_FILENAME
-    return str(beside_model.resolve()) if beside_model.is_file() else None
-
-
-def missing_vae_message(model: str) -> str:
-    return (
-        f"the segment task needs PaliGemma's VQ-VAE mask decoder, {VAE_FILENAME}. It is published by "
-        f"big_vision at {VAE_SOURCES[0]} (also {VAE_SOURCES[1]}); pass --vae PATH_OR_URI, or put "
-        f"{VAE_FILENAME} inside the local model directory ({model!r} has none)."
-    )

@@ -21,12 +21,12 @@ quantized.
 
 from __future__ import annotations
 
-import importlib.util
 from typing import get_args
 
 import torch
 from transformers import BitsAndBytesConfig, PaliGemmaConfig, PaliGemmaForConditionalGeneration
 
+from pipelines.model.checkpoint import check_quantization, find_vae, read_config
 from schemas.job import Quantization
 
 QUANTIZATIONS: tuple[str, ...] = get_args(Quantization)
@@ -35,7 +35,6 @@ QUANTIZATIONS: tuple[str, ...] = get_args(Quantization)
 UNQUANTIZED_MODULES = ["lm_head"]
 NF4_BLOCK = 64  # weights per absmax scale in bitsandbytes' 4-bit formats
 CPU_NF4_BLOCK = (32, 64)  # bitsandbytes' CPU 4-bit kernel: output rows and input columns per packed block
-INSTALL_HINT = "--quantization needs bitsandbytes and accelerate in the job's environment: pip install -e ."
 
 
 def _meta_model(config: PaliGemmaConfig) -> PaliGemmaForConditionalGeneration:
@@ -66,28 +65,6 @@ def quantization_config(quantization: str, compute_dtype: torch.dtype,
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype,
                                   bnb_4bit_use_double_quant=False, llm_int8_skip_modules=skip)
     raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
-
-
-def stored_quantization(config: PaliGemmaConfig) -> str:
-    """How a checkpoint's weights are stored: "8bit" or "4bit" when it was saved quantized, else "none"."""
-    stored = getattr(config, "quantization_config", None)
-    if stored is None:
-        return "none"
-    stored = stored if isinstance(stored, dict) else stored.to_dict()
-    if stored.get("quant_method") != "bitsandbytes":
-        return f"{stored.get('quant_method')} (not bitsandbytes)"
-    return "8bit" if stored.get("load_in_8bit") else "4bit" if stored.get("load_in_4bit") else "none"
-
-
-def check_quantization(quantization: str, config: PaliGemmaConfig) -> None:
-    """What would fail in every model actor, found before Ray starts: a missing library, or a checkpoint
-    stored in another quantization than the one asked for (it loads only as it was saved)."""
-    stored = stored_quantization(config)
-    if stored != "none" and stored != quantization:
-        raise ValueError(f"the checkpoint is stored quantized ({stored}); give --quantization {stored} to load it "
-                         "(a quantized checkpoint loads only as it was saved), or use the unquantized checkpoint")
-    if quantization != "none" and not all(importlib.util.find_spec(name) for name in ("bitsandbytes", "accelerate")):
-        raise ValueError(INSTALL_HINT)
 
 
 def _left_unquantized(name: str, skip: list[str]) -> bool:
@@ -131,12 +108,11 @@ def save_quantized(model: str, revision: str | None, quantization: str, dtype: s
     import shutil  # noqa: PLC0415
     from pathlib import Path  # noqa: PLC0415
 
-    from pipelines.model.load import load_config, load_model, load_processor  # noqa: PLC0415 - load imports this
-    from pipelines.model.mask_decoder import find_vae  # noqa: PLC0415
+    from pipelines.model.load import load_model, load_processor  # noqa: PLC0415 - load imports this
 
     if quantization == "none":
         raise ValueError("give --quantization 8bit or 4bit")
-    check_quantization(quantization, load_config(model, revision))
+    check_quantization(quantization, read_config(model, revision))
     target = Path(output)
     if target.exists() and any(target.iterdir()):
         raise ValueError(f"{output!r} exists and is not empty; give a new directory")

@@ -8,13 +8,11 @@ log-probability of the token that was chosen from it, so memory stays at one bat
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-
 import numpy as np
 import torch
 from transformers import LogitsProcessor
 
-TOP_K = 20  # alternatives recorded per step: vLLM's default ceiling on requested log-probabilities
+from pipelines.model.generation import TOP_K
 
 
 class ChosenTokenLogprobs(LogitsProcessor):
@@ -64,50 +62,3 @@ class ChosenTokenLogprobs(LogitsProcessor):
             top_logprobs = np.zeros((batch, 0, self.top_k), np.float32)
         self._steps, self._top_ids, self._top_logprobs = [], [], []
         return chosen, top_ids, top_logprobs
-
-
-def location_bins_of_ids(tokenizer, bins: int = 1024) -> np.ndarray:
-    """vocabulary id -> the `<locNNNN>` bin it writes, -1 for every other token."""
-    lookup = np.full(len(tokenizer), -1, dtype=np.int16)
-    ids = tokenizer.convert_tokens_to_ids([f"<loc{b:04d}>" for b in range(bins)])
-    unknown = tokenizer.unk_token_id
-    for b, token in enumerate(ids):
-        if token is not None and token != unknown and 0 <= token < len(lookup):
-            lookup[token] = b
-    return lookup
-
-
-def answer_tokens(
-    tokenizer, ids: Sequence[int], stop_ids: Collection[int], special_ids: Collection[int]
-) -> tuple[str, np.ndarray, np.ndarray]:
-    """The answer's text, and per token of it, where its text ends and its position in `ids`.
-
-    Tokens from the first `stop_ids` token on (end of sequence, then padding) and special tokens
-    (which decoding drops) are left out. Each kept token's end offset is the length of the text
-    decoded so far: summed single-token decodes when they add up to the whole text (the usual case),
-    else decoded prefixes, which handle characters built from several byte tokens.
-    """
-    kept = []
-    for position, token in enumerate(ids):
-        if token in stop_ids:
-            break
-        if token not in special_ids:
-            kept.append(position)
-    kept_ids = [int(ids[position]) for position in kept]
-    text = tokenizer.decode(kept_ids, skip_special_tokens=True)
-    pieces = tokenizer.batch_decode([[token] for token in kept_ids], skip_special_tokens=True)
-    if "".join(pieces) == text:
-        ends = np.cumsum([len(piece) for piece in pieces], dtype=np.int64)
-    else:
-        prefixes = tokenizer.batch_decode([kept_ids[:n + 1] for n in range(len(kept_ids))], skip_special_tokens=True)
-        ends = np.maximum.accumulate([0] + [_agreed_length(prefix, text) for prefix in prefixes])[1:].astype(np.int64)
-    return text, ends.reshape(-1), np.asarray(kept, dtype=np.int64)
-
-
-def _agreed_length(prefix: str, text: str) -> int:
-    """How much of `prefix` is the start of `text`. A prefix ending inside a multi-byte character
-    decodes its bytes as U+FFFD; that character belongs to the token that completes it."""
-    length = min(len(prefix), len(text))
-    while length and not text.startswith(prefix[:length]):
-        length -= 1
-    return length

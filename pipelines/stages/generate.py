@@ -1,18 +1,20 @@
-"""The model stage: a Ray actor holding one engine (transformers or vLLM) that answers each batch's requests."""
+"""The model stage: a Ray actor holding one engine (transformers or vLLM) that answers each batch's requests.
+
+torch, the engines and the mask decoder are imported where the actor starts, not at the top: the driver
+imports this module to build the dataset, and needs none of them (pipelines/model/checkpoint.py).
+"""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import ray
-import torch
 
 from pipelines.model.generation import Generation, GenerationRequest
-from pipelines.model.hf_engine import TransformersEngine
-from pipelines.model.mask_decoder import decode_masks, load_mask_decoder
 from pipelines.parse.segmentation import CODES_PER_MASK, mask_codes
 from pipelines.placement import where_this_actor_runs
 from pipelines.stages.contract import Rows, StageContract, describe_error
@@ -23,6 +25,9 @@ from schemas import columns as C
 from schemas.columns import pack_mask_logits, pack_token_ends, pack_token_logprobs, pack_token_top
 from schemas.job import PromptOptions, VllmSettings
 from schemas.rows import Status
+
+if TYPE_CHECKING:
+    import torch
 
 OUTPUT_COLUMNS = (
     C.IMAGE_ID, C.SOURCE_URI, C.WIDTH, C.HEIGHT, C.TASK, C.PROMPT, C.RAW_OUTPUT, C.MASK_LOGITS, C.TOKEN_LOGPROBS,
@@ -74,6 +79,8 @@ def load_engine(engine: str, model: str, revision: str | None, device: torch.dev
 
         return VllmEngine(model, revision, device, dtype, vllm_settings or VllmSettings(), max_new_tokens,
                           fixed_length=stage_options.fixed_length)
+    from pipelines.model.hf_engine import TransformersEngine  # noqa: PLC0415
+
     return TransformersEngine(model, revision, device, dtype, batch_size, share_vision=stage_options.share_vision,
                               fixed_length=stage_options.fixed_length, quantization=quantization)
 
@@ -104,6 +111,10 @@ class GenerateStage:
         vllm_settings: VllmSettings | None = None,
         quantization: str = "none",
     ):
+        import torch  # noqa: PLC0415 - see the module's docstring
+
+        from pipelines.model.mask_decoder import load_mask_decoder  # noqa: PLC0415
+
         # On a GPU Ray sets CUDA_VISIBLE_DEVICES to this actor's GPU. A node whose GPUs are only declared
         # (Ray's test clusters) runs torch on CPU; the actor's record says which it was.
         self.device = torch.device("cuda" if device == "cuda" and torch.cuda.is_available() else "cpu")
@@ -124,6 +135,8 @@ class GenerateStage:
 
     def _decode_masks(self, texts: list[str]) -> list[bytes]:
         """All masks of a batch in one decoder call; per answer, its masks packed for transport."""
+        from pipelines.model.mask_decoder import decode_masks  # noqa: PLC0415 - imported by __init__ already
+
         codes = [mask_codes(text) for text in texts]
         flat = np.array([c for answer in codes for c in answer], dtype=np.int64).reshape(-1, CODES_PER_MASK)
         logits = decode_masks(self.mask_decoder, flat)

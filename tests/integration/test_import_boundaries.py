@@ -42,3 +42,10 @@ def test_review_jobs_import_neither_ray_nor_torch(job):
 ])
 def test_pure_and_storage_modules_import_neither_ray_nor_torch(module):
     assert heavy_modules_loaded_by(module) == []
+
+
+def test_the_annotate_driver_imports_neither_torch_nor_transformers():
+    """The driver (jobs/annotate.py, and the checks and dataset it builds: pipelines.run) reads what it checks
+    from the checkpoint's small files; torch and transformers load only in the model actors."""
+    assert heavy_modules_loaded_by("jobs/annotate.py") == ["ray"]
+    assert heavy_modules_loaded_by("pipelines.run") == ["ray"]

@@ -9,8 +9,9 @@ import torch
 
 from pipelines.devtools.mask_vae import MaskVae, reconstruction_iou, train_mask_vae
 from pipelines.devtools.train_shapes import SUMMARY_FILE, TrainConfig, train_shapes
+from pipelines.model.checkpoint import VAE_FILENAME
 from pipelines.model.load import image_size_of, load_model, load_processor
-from pipelines.model.mask_decoder import VAE_FILENAME, load_mask_decoder
+from pipelines.model.mask_decoder import load_mask_decoder
 from tests.unit.devtools.test_mask_vae import shape_masks
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.devtools.shapes import write_shapes
-from pipelines.model.mask_decoder import VAE_FILENAME
+from pipelines.model.checkpoint import VAE_FILENAME
 from pipelines.review.evaluate import evaluate_rows
 from pipelines.storage.output import read_annotations
 from tests.conftest import SHAPES_MODEL

@@ -10,8 +10,9 @@ from pipelines.devtools.tiny_model import (
     save_scripted_paligemma,
     script_answer,
 )
+from pipelines.model.checkpoint import VAE_FILENAME
 from pipelines.model.load import load_model, load_processor
-from pipelines.model.mask_decoder import VAE_FILENAME, load_mask_decoder
+from pipelines.model.mask_decoder import load_mask_decoder
 
 
 def test_a_scripted_checkpoint_answers_its_script_to_any_image(tmp_path):

@@ -93,10 +93,10 @@ def test_segment_without_a_mask_decoder_stops_before_ray_and_says_where_to_get_o
 
 def test_vllm_refuses_a_checkpoint_with_its_own_output_head_before_ray_starts(tmp_path, capsys, monkeypatch):
     from pipelines.devtools.tiny_model import save_tiny_paligemma
-    from pipelines.model import vllm_engine
+    from pipelines.model import checkpoint
 
     untied = save_tiny_paligemma(tmp_path / "untied", tie_word_embeddings=False)
-    monkeypatch.setattr(vllm_engine, "vllm_available", lambda: True)  # as in the vLLM environment
+    monkeypatch.setattr(checkpoint, "vllm_available", lambda: True)  # as in the vLLM environment
     monkeypatch.setattr(ray, "init", lambda *a, **k: (_ for _ in ()).throw(AssertionError("Ray was started")))
     argv = ["--input", SAMPLES, "--output", str(tmp_path / "out"), "--model", str(untied), "--tasks", "caption",
             "--engine", "vllm"]

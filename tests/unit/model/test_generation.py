@@ -5,8 +5,7 @@ from typing import NamedTuple
 import numpy as np
 
 from pipelines.devtools.tiny_model import build_tiny_tokenizer
-from pipelines.model.generation import generation_from_tokens, run_in_halves, stop_and_special_ids
-from pipelines.model.token_scores import location_bins_of_ids
+from pipelines.model.generation import generation_from_tokens, location_bins_of_ids, run_in_halves, stop_and_special_ids
 from pipelines.model.vllm_engine import top_k_arrays
 
 

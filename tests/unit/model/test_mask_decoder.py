@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from pipelines.devtools.tiny_model import random_vae_arrays, save_random_vae
-from pipelines.model.mask_decoder import VaeLoadError, decode_masks, find_vae, load_mask_decoder, missing_vae_message
+from pipelines.model.checkpoint import VaeLoadError, find_vae, missing_vae_message
+from pipelines.model.mask_decoder import decode_masks, load_mask_decoder
 
 GOLDEN = Path(__file__).parents[2] / "data" / "big_vision_mask_decoder.npz"
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from pipelines.devtools.tiny_model import save_scripted_paligemma
-from pipelines.model.token_scores import answer_tokens
+from pipelines.model.generation import answer_tokens
 from pipelines.stages.generate import GenerateStage
 from pipelines.stages.label import to_label_table
 from schemas import columns as C

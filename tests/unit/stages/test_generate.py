@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from pipelines.devtools.tiny_model import save_scripted_paligemma
+from pipelines.model.checkpoint import find_vae
 from pipelines.model.generation import Generation
-from pipelines.model.mask_decoder import find_vae
 from pipelines.stages.generate import OUTPUT_COLUMNS, GenerateStage, StageOptions
 from pipelines.stages.label import to_label_table
 from pipelines.tasks.registry import get_task
