@@ -30,9 +30,10 @@ PLANTED_TOKEN = "hf_plantedSecretToken1234567890abcdef"  # noqa: S105 - a fake, 
 
 
 def test_the_readme_demo_annotates_and_scores_the_bundled_shapes(tmp_path):
-    # credentials the job can see must never reach its logs, summary or rows
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {
-        "HF_TOKEN": PLANTED_TOKEN, "AWS_SECRET_ACCESS_KEY": PLANTED_TOKEN}
+    # Credentials the job can see must never reach its logs, summary or rows. RAY_ADDRESS=local: a new local
+    # Ray, as on a laptop where none runs; without an address Ray joins the newest Ray on the machine, which
+    # may be a cluster of a test on the other pytest worker, whose nodes that test kills.
+    env = os.environ | {"RAY_ADDRESS": "local", "HF_TOKEN": PLANTED_TOKEN, "AWS_SECRET_ACCESS_KEY": PLANTED_TOKEN}
     output = str(tmp_path / "demo")
     annotate, evaluate = ([sys.executable] + [output if arg == "out/demo" else arg for arg in step[1:]]
                           for step in readme_demo_commands())
