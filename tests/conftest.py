@@ -40,10 +40,9 @@ def report(tmp_path_factory):
 # The suite runs on two pytest-xdist workers (pyproject.toml: -n 2), a module's tests on one worker, so that
 # module-scoped fixtures (a server, a cluster, a job's output) are built once. The modules that run jobs as
 # users do (their own processes and Ray clusters, with nodes, actors or drivers killed mid-run, Airflow,
-# vLLM, the benchmarks) share one worker and run one after another: two of them at once on 2 cores made a
-# killed actor's run 6x longer. The other worker takes the rest.
-ONE_AT_A_TIME = {"test_multinode", "test_kills", "test_job_submit", "test_airflow_run", "test_vllm_engine",
-                 "test_benchmark"}
+# vLLM) share one worker and run one after another: two of them at once on 2 cores made a killed actor's run
+# 6x longer. The other worker takes the rest (the benchmarks too: they check their report, not their speed).
+ONE_AT_A_TIME = {"test_multinode", "test_kills", "test_job_submit", "test_airflow_run", "test_vllm_engine"}
 
 
 class ModuleScheduling(LoadScopeScheduling):
