@@ -100,15 +100,16 @@ def check_job(cfg: JobConfig) -> CheckedJob:
     Raises REFUSALS. Only `--overwrite` changes anything here (it removes the old dataset).
     """
     tasks = check_tasks(cfg.tasks, cfg.prompt_options())
-    if cfg.engine == "vllm":
-        check_vllm_checkpoint(cfg.model, cfg.revision)
     vae = check_vae(cfg) if any(task.decodes_masks for task in tasks) else None
     inputs = resolve_job_inputs(cfg)
     check_parquet_columns(inputs, cfg)
     check_model_source(cfg.model, cfg.revision)
+    config = read_config(cfg.model, cfg.revision)  # read once, for both engines' checks
+    if cfg.engine == "vllm":
+        check_vllm_checkpoint(cfg.model, config)
+    check_quantization(cfg.quantization, config)
     images = image_settings(cfg.model, cfg.revision)
     check_tokenizer(cfg.model, cfg.revision)
-    check_quantization(cfg.quantization, read_config(cfg.model, cfg.revision))
     target = prepare_target(cfg.output, cfg.overwrite, cfg.partition_key_value,
                             job_identity(cfg) if cfg.resume else None)
     return CheckedJob(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import HfApi, hf_hub_download
+from tokenizers import Tokenizer
 
 HUB_PROBE_TIMEOUT_S = 10
 PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
@@ -159,8 +160,6 @@ def image_settings(model: str, revision: str | None) -> ImageSettings:
 def check_tokenizer(model: str, revision: str | None) -> None:
     """The tokenizer must parse (tokenizer.json, read by the `tokenizers` library that transformers uses); a
     checkpoint with only a SentencePiece model is left to the actors' processor."""
-    from tokenizers import Tokenizer  # noqa: PLC0415 - a Rust extension, imported by the driver only
-
     path = checkpoint_file(model, revision, "tokenizer.json")
     if path is None:
         if checkpoint_file(model, revision, "tokenizer.model") is None:
@@ -205,13 +204,12 @@ def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def check_vllm_checkpoint(model: str, revision: str | None) -> None:
+def check_vllm_checkpoint(model: str, config: Mapping) -> None:
     """What vLLM will refuse, found from the config alone, before Ray starts: vLLM's Gemma 2 computes the
     logits with the input embedding, as the released PaliGemma 2 checkpoints do, and has no separate head."""
     if not vllm_available():
         raise ValueError(VLLM_INSTALL_HINT)
-    check_model_source(model, revision)
-    if not ties_word_embeddings(read_config(model, revision)):
+    if not ties_word_embeddings(config):
         raise ModelLoadError(
             f"{model!r} has an output head of its own (tie_word_embeddings is false), which vLLM's Gemma 2 cannot "
             "load: it computes the logits with the input embedding, as the released PaliGemma checkpoints do. "
