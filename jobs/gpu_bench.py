@@ -1,7 +1,7 @@
 """Model-only images/s per GPU for each engine (transformers; vLLM where importable) at 224 and 448 px.
 
-Needs only torch and transformers, so it runs on a bare GPU machine: `python jobs/gpu_bench.py --output
-gpu.json`. Prints one JSON line per engine and resolution and writes them all to --output
+Needs torch, transformers, pydantic and pycocotools (no Ray), so it runs on a bare GPU machine: `python
+jobs/gpu_bench.py --output gpu.json`. Prints one JSON line per measurement as it ends and writes them all to --output
 (docs/performance.md, "On a GPU").
 """
 
@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="Random-weight architecture (default: paligemma2-3b).")
     parser.add_argument("--sizes", default="224,448", help="Comma-separated resolutions (default: 224,448).")
     parser.add_argument("--images", type=int, default=64, help="Images per measurement (default: 64).")
-    parser.add_argument("--batch-size", type=int, default=32, help="transformers: requests per generate call.")
+    parser.add_argument("--batch-size", default="32",
+                        help="transformers: requests per generate call, comma-separated for several (default: 32).")
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="Where the model runs.")
     parser.add_argument("--quantization", default="none",
                         help="Comma-separated: the transformers engine at each of none, 8bit, 4bit (default: none).")
@@ -31,12 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak-tflops", type=float, default=989.0,
                         help="The accelerator's dense bf16 peak, for the roofline fraction (default: H100/H200 989).")
     args = parser.parse_args(argv)
-    results = run_gpu_bench(args.model, tuple(int(s) for s in args.sizes.split(",")), args.images, args.batch_size,
-                            args.device, args.peak_tflops,
+    results = run_gpu_bench(args.model, tuple(int(s) for s in args.sizes.split(",")), args.images,
+                            tuple(int(b) for b in args.batch_size.split(",")), args.device, args.peak_tflops,
                             quantizations=tuple(q.strip() for q in args.quantization.split(",") if q.strip()),
-                            dtype=args.dtype)
-    for row in results:
-        print(json.dumps(row))
+                            dtype=args.dtype, report=lambda row: print(json.dumps(row), flush=True))
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
     return 0
 

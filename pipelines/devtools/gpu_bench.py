@@ -1,7 +1,8 @@
 """Model-only throughput per GPU for each engine, ready for the day a GPU is lent.
 
-Needs only torch and transformers (vLLM measured where it is importable): no Ray, no pydantic, so it runs
-on a bare GPU machine. The PaliGemma 2 3B architecture (random weights, bf16 on CUDA) at each
+Needs torch and transformers, and the two small packages the model code shares with the pipeline's schemas
+and parsers (pydantic, pycocotools); no Ray, and vLLM only where it is importable: it runs on a bare GPU
+machine. The PaliGemma 2 3B architecture (random weights, bf16 on CUDA) at each
 resolution, every answer forced to its budget (`detect car` 40 tokens, `caption en` 32, as the CPU
 figures in docs/performance.md), all requests handed to the engine at once after a warm-up pass, each
 engine in a fresh process (its load time and memory peaks its own). The transformers engine is also
@@ -14,10 +15,12 @@ accelerator's peak (`flops_per_image` counts the vision tower, each prefill and 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import importlib.util
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -78,9 +81,12 @@ def measure(model_dir: str, image_size: int, engine: str, images: int, batch_siz
     rate = images / seconds
     return {
         "engine": engine, "quantization": quantization, "dtype": dtype, "image_size": image_size, "images": images,
+        "batch_size": batch_size if engine == "transformers" else None,
         "load_s": round(load_s, 2), "seconds": round(seconds, 3), "images_per_s": round(rate, 3),
         "seconds_per_image": round(seconds / images, 3),
         "failed_requests": sum(isinstance(answer, BaseException) for answer in answers),
+        "first_error": next((f"{type(a).__name__}: {str(a).strip()[:300]}" for a in answers
+                             if isinstance(a, BaseException)), None),
         "gflops_per_image": round(flops / 1e9, 6),
         "roofline_fraction": round(rate * flops / (peak_tflops * 1e12), 4) if peak_tflops else None,
         "gpu_peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if target.type == "cuda" else None,
@@ -89,24 +95,39 @@ def measure(model_dir: str, image_size: int, engine: str, images: int, batch_siz
 
 
 def run_gpu_bench(model: str = "paligemma2-3b", sizes: tuple[int, ...] = (224, 448), images: int = 64,
-                  batch_size: int = 32, device: str = "cuda", peak_tflops: float | None = 989.0,
+                  batch_sizes: tuple[int, ...] = (32,), device: str = "cuda", peak_tflops: float | None = 989.0,
                   engines: list[str] | None = None, quantizations: tuple[str, ...] = ("none",),
-                  dtype: str = "auto") -> list[dict]:
-    """`measure` for every engine here (transformers at each quantization) and every resolution, each in a
-    fresh process (its memory its own); a setup that fails gives a row with its `error`."""
-    setups = [(engine, quantization) for engine in engines or engines_here()
-              for quantization in (quantizations if engine == "transformers" else ("none",))]
+                  dtype: str = "auto", report: Callable[[dict], None] | None = None) -> list[dict]:
+    """`measure` for every engine here (transformers at each quantization and batch size) and every resolution,
+    each in a fresh process (its memory its own); a setup that fails gives a row with its `error`. `report` is
+    called with each row as it is measured, so a run cut short still leaves what it measured."""
+    setups = [(engine, quantization, batch_size) for engine in engines or engines_here()
+              for quantization in (quantizations if engine == "transformers" else ("none",))
+              for batch_size in (batch_sizes if engine == "transformers" else batch_sizes[:1])]
     results = []
     with tempfile.TemporaryDirectory(prefix="paligemma-gpu-bench-") as workdir:
         for size in sizes:
-            # Written on CPU in fp32 (the GPU may not hold a second copy); each engine loads it in --dtype auto.
-            model_dir = str(save_benchmark_model(model, size, Path(workdir) / f"{model}-{size}"))
-            for engine, quantization in setups:
+            model_dir = str(_save_random_model(model, size, Path(workdir) / f"{model}-{size}", device))
+            for engine, quantization, batch_size in setups:
                 try:
-                    results.append(in_fresh_process(measure, model_dir, size, engine, images, batch_size, device,
-                                                    peak_tflops, quantization, dtype))
+                    row = in_fresh_process(measure, model_dir, size, engine, images, batch_size, device,
+                                           peak_tflops, quantization, dtype)
                 except Exception as err:  # noqa: BLE001 - recorded; the other setups still run
-                    results.append({"engine": engine, "quantization": quantization, "image_size": size,
-                                    "error": f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300]}"})
+                    row = {"engine": engine, "quantization": quantization, "image_size": size,
+                           "batch_size": batch_size,
+                           "error": f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300]}"}
+                results.append(row)
+                if report:
+                    report(row)
             shutil.rmtree(model_dir)
     return results
+
+
+def _save_random_model(model: str, size: int, output_dir: Path, device: str) -> Path:
+    """On CUDA the random weights are drawn on the GPU in bf16 (seconds, where a 3B model's fp32 init on the
+    CPU takes minutes) and the GPU's copy is freed before the measuring processes start; elsewhere fp32."""
+    built = save_benchmark_model(model, size, output_dir, device="cuda" if device == "cuda" else "cpu")
+    if device == "cuda":
+        gc.collect()
+        torch.cuda.empty_cache()
+    return built

@@ -281,7 +281,7 @@ def save_model_hub_layout(model: PaliGemmaForConditionalGeneration, output_dir: 
     """`save_pretrained` (one safetensors file), with the weights named as in the Hub's PaliGemma
     checkpoints, so that both transformers and vLLM load the directory."""
     output_dir = Path(output_dir)
-    model.save_pretrained(output_dir, safe_serialization=True)
+    model.save_pretrained(output_dir, safe_serialization=True, max_shard_size="50GB")  # one file, even for 3B
     weights = output_dir / "model.safetensors"
     tensors = load_file(weights)
     renamed = {(_HUB_VISION_PREFIX + name.removeprefix("vision_tower.")

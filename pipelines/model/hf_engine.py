@@ -7,6 +7,7 @@ computed once per Ray batch and given to every task's `generate`.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import torch
@@ -30,11 +31,17 @@ def _release_accelerator_memory(err: BaseException) -> None:
         torch.cuda.empty_cache()
 
 
+def takes_encoded_images(model: torch.nn.Module) -> bool:
+    """Whether `generate` takes pre-encoded images (`mm_encoder_outputs`, transformers 5.2x on). Older
+    versions refuse the keyword, which would fail every request."""
+    return "mm_encoder_outputs" in inspect.signature(model.forward).parameters
+
+
 class TransformersEngine:
     """PaliGemma from `from_pretrained`, greedy `generate` in batches of `batch_size` requests of one task.
 
     share_vision: encode each image once per call and give the features to every task's `generate`,
-        instead of letting each call run the vision tower on its own copy.
+        instead of letting each call run the vision tower on its own copy (where transformers can).
     fixed_length: benchmarks only: generate exactly each request's budget (`min_new_tokens`).
     quantization: none, 8bit or 4bit weights (pipelines.model.quantization).
     """
@@ -47,7 +54,7 @@ class TransformersEngine:
         self.processor = load_processor(model, revision)
         self.model = load_model(model, revision, device, dtype, quantization)
         self.batch_size = batch_size
-        self.share_vision = share_vision
+        self.share_vision = share_vision and takes_encoded_images(self.model)
         self.fixed_length = fixed_length
         self.stop_ids, self.special_ids = stop_and_special_ids(self.processor.tokenizer,
                                                                self.model.generation_config.eos_token_id)

@@ -8,7 +8,7 @@ from pipelines.devtools.gpu_bench import run_gpu_bench
 
 def test_each_engine_and_size_gets_a_positive_rate_and_a_roofline_fraction():
     peak_tflops = 1e-5  # the tiny model's FLOPs are few: a small peak keeps the fraction readable
-    (row,) = run_gpu_bench("tiny", sizes=(32,), images=3, batch_size=2, device="cpu", peak_tflops=peak_tflops,
+    (row,) = run_gpu_bench("tiny", sizes=(32,), images=3, batch_sizes=(2,), device="cpu", peak_tflops=peak_tflops,
                            engines=["transformers"])
     assert (row["engine"], row["quantization"], row["image_size"], row["failed_requests"]) == (
         "transformers", "none", 32, 0)
@@ -25,8 +25,12 @@ def test_a_failing_setup_is_recorded_with_its_error_and_the_others_still_run(mon
         return {"engine": engine, "quantization": quantization, "image_size": size}
 
     monkeypatch.setattr(gpu_bench, "in_fresh_process", measure_in_this_process)
+    reported = []
     rows = gpu_bench.run_gpu_bench("tiny", sizes=(32,), device="cpu", engines=["transformers", "vllm"],
-                                   quantizations=("none", "4bit", "8bit"))
+                                   quantizations=("none", "4bit", "8bit"), batch_sizes=(8, 32), report=reported.append)
     assert [(row["engine"], row["quantization"]) for row in rows] == [
-        ("transformers", "none"), ("transformers", "4bit"), ("transformers", "8bit"), ("vllm", "none")]
-    assert rows[1]["error"] == "RuntimeError: N must be divisible by block_n" and "error" not in rows[2]
+        ("transformers", "none"), ("transformers", "none"), ("transformers", "4bit"), ("transformers", "4bit"),
+        ("transformers", "8bit"), ("transformers", "8bit"), ("vllm", "none")]
+    assert [row.get("batch_size") for row in rows[2:4]] == [8, 32]  # a failed setup's row still names its batch
+    assert rows[2]["error"] == "RuntimeError: N must be divisible by block_n" and "error" not in rows[4]
+    assert reported == rows

@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from pipelines.devtools.tiny_model import save_scripted_paligemma
+from pipelines.model import hf_engine
 from pipelines.model.checkpoint import find_vae
 from pipelines.model.generation import Generation
+from pipelines.model.hf_engine import takes_encoded_images
 from pipelines.stages.generate import OUTPUT_COLUMNS, GenerateStage, StageOptions
 from pipelines.stages.label import to_label_table
 from pipelines.tasks.registry import get_task
@@ -183,6 +185,22 @@ def test_shared_vision_features_encode_each_image_once_and_change_no_answer(tiny
     assert list(outputs[True][C.RAW_OUTPUT]) == list(outputs[False][C.RAW_OUTPUT])
     for shared, plain in zip(outputs[True][C.TOKEN_LOGPROBS], outputs[False][C.TOKEN_LOGPROBS]):
         np.testing.assert_allclose(unpack_token_logprobs(shared), unpack_token_logprobs(plain), rtol=1e-4, atol=1e-5)
+
+
+def test_without_generate_taking_encoded_images_each_task_encodes_its_own(tiny_model_dir, monkeypatch):
+    """transformers before 5.2x refuses `mm_encoder_outputs`; sharing then stays off instead of failing rows."""
+    stage = GenerateStage(tiny_model_dir, None, ["caption"], PromptOptions(), batch_size=2)
+    assert takes_encoded_images(stage.engine.model) and stage.engine.share_vision
+
+    class OlderForward(torch.nn.Module):
+        def forward(self, input_ids=None, pixel_values=None, attention_mask=None, **kwargs):
+            return None
+
+    assert not takes_encoded_images(OlderForward())
+    monkeypatch.setattr(hf_engine, "takes_encoded_images", lambda model: False)
+    stage = GenerateStage(tiny_model_dir, None, ["detect", "caption"], PromptOptions(classes=("car",)), batch_size=2)
+    assert not stage.engine.share_vision
+    assert set(stage(decoded_batch(["", ""]))[C.STATUS]) == {"ok"}
 
 
 def test_fixed_length_generates_the_whole_budget(tiny_model_dir, monkeypatch):
