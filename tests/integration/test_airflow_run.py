@@ -12,8 +12,10 @@ AIRFLOW_PYTHON) the test is skipped.
 import datetime
 import json
 import os
+import queue
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -33,14 +35,15 @@ UTC = datetime.timezone.utc
 DAY = "2026-11-21"
 # The trained shapes checkpoint answers detect with boxes of these classes (ok rows); asked for other
 # classes it answers with labels it was not asked for, so every detect row is invalid_output.
+DONE_MARK = "@@ dag run reported: "  # the harness prints it + the report's path after each run
 GOOD_FLAGS = f"--model {SHAPES_MODEL} --tasks detect,caption --classes circle,square,triangle --batch-size 8"
 WRONG_CLASSES = f"--model {SHAPES_MODEL} --tasks detect,caption --classes car,person --batch-size 8"
 
 
 @pytest.fixture(scope="module")
 def airflow(tmp_path_factory, head):
-    """Run one DAG run with Airflow's dag.test(): `run(logical_date, conf)` returns the run's report
-    (tests/airflow_dag_run.py) with the harness's output under "log"."""
+    """Run DAG runs with Airflow's dag.test(), in one Airflow process (tests/airflow_dag_run.py): `run(logical_date,
+    conf)` returns the run's report with the process's output during that run under "log"."""
     if not AIRFLOW_PYTHON.exists():
         pytest.skip(f"no Airflow environment at {AIRFLOW_PYTHON} (docs/scheduling.md: Tests)")
     # An environment built before ray[default] joined .ci/airflow-requirements.txt cannot submit: say so.
@@ -64,18 +67,38 @@ def airflow(tmp_path_factory, head):
                               capture_output=True, text=True, timeout=240)
     assert migrated.returncode == 0, migrated.stderr[-3000:]
 
+    harness = subprocess.Popen([str(AIRFLOW_PYTHON), str(REPO / "tests" / "airflow_dag_run.py"),
+                                str(REPO / "cluster" / "airflow"), DONE_MARK], env=env, text=True,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines: queue.Queue = queue.Queue()
+
+    def forward_output() -> None:  # read by a thread, so a run that never reports fails at its deadline
+        for line in harness.stdout:
+            lines.put(line)
+
+    threading.Thread(target=forward_output, daemon=True).start()
+
     def run(logical_date: str, conf: dict | None = None) -> dict:
         report = root / f"report-{time.monotonic_ns()}.json"
         started = time.monotonic()
-        result = subprocess.run(
-            [str(AIRFLOW_PYTHON), str(REPO / "tests" / "airflow_dag_run.py"), str(REPO / "cluster" / "airflow"),
-             logical_date, json.dumps(conf or {}), str(report)],
-            env=env, capture_output=True, text=True, timeout=400)
-        assert result.returncode == 0 and report.exists(), result.stdout[-3000:] + result.stderr[-3000:]
-        return {**json.loads(report.read_text()), "log": result.stdout + result.stderr,
-                "wall_s": round(time.monotonic() - started, 1)}
+        request = {"logical_date": logical_date, "conf": conf or {}, "report": str(report)}
+        harness.stdin.write(json.dumps(request) + "\n")
+        harness.stdin.flush()
+        log = []
+        while not (log and log[-1].strip() == f"{DONE_MARK}{report}"):
+            try:
+                log.append(lines.get(timeout=max(1.0, 400 - (time.monotonic() - started))))
+            except queue.Empty:
+                pytest.fail(f"no report from the DAG run after 400 s (harness exit code {harness.poll()}):\n"
+                            + "".join(log)[-6000:])
+        return {**json.loads(report.read_text()), "log": "".join(log), "wall_s": round(time.monotonic() - started, 1)}
 
-    return run, output
+    yield run, output
+    harness.stdin.close()
+    try:
+        harness.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        harness.kill()
 
 
 def the_day(output: Path):
