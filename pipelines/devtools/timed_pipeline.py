@@ -54,7 +54,10 @@ def run_pipeline(model_dir: str, input_uri: str, output_uri: str, tasks: list[st
 
     cfg = JobConfig(input=input_uri, output=output_uri, tasks=tasks, classes=classes, model=model_dir,
                     batch_size=batch_size, num_actors=num_actors, overwrite=True, **(job_fields or {}))
-    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    # A local Ray of its own, unless this process is connected to one already (the tests run it on theirs).
+    own_ray = not ray.is_initialized()
+    if own_ray:
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)
     try:
         inputs = resolve_inputs(cfg.input, cfg.input_format)
         # the mask decoder beside the checkpoint, for tasks that decode masks (as the job finds it)
@@ -93,4 +96,5 @@ def run_pipeline(model_dir: str, input_uri: str, output_uri: str, tasks: list[st
             "worker_peak_rss_mib": workers.by_name(),
         }
     finally:
-        ray.shutdown()
+        if own_ray:
+            ray.shutdown()

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from pipelines.devtools import benchmark, measure
 from pipelines.devtools.benchmark import run_benchmark, table, write_results
 from schemas.benchmark import BenchmarkConfig
 from tests.integration.conftest import read_output
@@ -11,7 +12,15 @@ from tests.integration.conftest import read_output
 pytestmark = pytest.mark.integration
 
 
-def test_benchmark_reports_consistent_positive_figures(tmp_path):
+@pytest.fixture
+def in_this_process(monkeypatch, ray_local):
+    """Each measurement in this process, on the session's Ray, not in a fresh interpreter with a Ray of its
+    own (10-15 s each here): these tests check what the report holds, not the figures."""
+    monkeypatch.setattr(measure, "in_fresh_process", lambda fn, *args: fn(*args))
+    monkeypatch.setattr(benchmark, "in_fresh_process", lambda fn, *args: fn(*args))
+
+
+def test_benchmark_reports_consistent_positive_figures(tmp_path, in_this_process):
     cfg = BenchmarkConfig(output=str(tmp_path / "bench.json"), model="tiny", image_size=32, images=3,
                           tasks=["detect", "caption"], classes=["car"], batch_size=2, sweep=[1, 2],
                           workdir=str(tmp_path / "work"))
@@ -39,7 +48,7 @@ def test_benchmark_reports_consistent_positive_figures(tmp_path):
     assert "pipeline, batch 2" in table(saved)
 
 
-def test_the_feeding_check_compares_the_pipeline_without_a_model_with_a_plain_loop(tmp_path):
+def test_the_feeding_check_compares_the_pipeline_without_a_model_with_a_plain_loop(tmp_path, in_this_process):
     from pipelines.devtools.feeding import run_feeding
 
     # 21 images added: their decode and rows cost well above the fixed cost's noise (3 added once read -0.02 s)
