@@ -150,7 +150,7 @@ def test_gpu_nodes_killed_mid_run_lose_no_row(tmp_path, tiny_model_dir):
     to be written, not for a fixed time, so every kill lands while actors work. The answers run to the full
     detect budget, so the run is still in its model stage at the last kill (a capped run here once ended
     before its actors were up). Three kills: runs that met 4 or 5 took up to 142 s in the whole suite."""
-    images, output = write_images(tmp_path / "in", 96), tmp_path / "out"
+    images, output = write_images(tmp_path / "in", 72), tmp_path / "out"
     kills: list[tuple[float, int]] = []  # (seconds after the start, files written then)
     with ray_cluster() as cluster:
         first = [add_gpu_node(cluster), add_gpu_node(cluster)]
@@ -182,7 +182,7 @@ def test_gpu_nodes_killed_mid_run_lose_no_row(tmp_path, tiny_model_dir):
     assert summary["status"] == "succeeded"
     assert summary["model_actor_starts"] >= 3  # a killed node's actor was started again elsewhere
     assert {node.node_id for node in first} <= set(summary["model_nodes"])
-    assert_each_once(read_output(str(output)), count=96 * 2)
+    assert_each_once(read_output(str(output)), count=72 * 2)
 
 
 def test_output_on_object_storage_written_from_several_nodes(tmp_path, gcs, tiny_model_dir):
