@@ -57,11 +57,11 @@ def stages_for(cfg: JobConfig, image_size: int, resample: int, placement: ModelP
         Stage(generate.CONTRACT, GenerateStage, {
             "fn_constructor_kwargs": {
                 "model": cfg.model, "revision": cfg.revision, "tasks": cfg.tasks, "options": cfg.prompt_options(),
-                "batch_size": cfg.batch_size, "vae": vae, "stage_options": stage_options, "dtype": cfg.dtype,
+                "batch_size": placement.batch_size, "vae": vae, "stage_options": stage_options, "dtype": cfg.dtype,
                 "device": placement.device, "actor_log": actor_log, "engine": cfg.engine,
                 "vllm_settings": cfg.vllm_settings(), "quantization": cfg.quantization},
             "compute": actor_pool(placement),
-            "batch_size": cfg.batch_size,
+            "batch_size": placement.batch_size,
             "num_gpus": placement.gpus_per_actor,
             "num_cpus": placement.cpus_per_actor,
             # An actor whose process dies (a preempted node, a killed worker) is started again, and the

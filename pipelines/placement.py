@@ -39,6 +39,7 @@ class ModelPlacement:
     max_actors: int
     gpus_per_actor: int  # 1 on cuda, 0 on cpu
     cpus_per_actor: float
+    batch_size: int = 16  # images per model batch (JobConfig.batch_size_for)
     torch_threads: int | None = None  # CPU actors: intra-op threads (Ray would leave torch one)
 
 
@@ -79,19 +80,21 @@ def autoscaler_gpus() -> int:
         return 0
 
 
-def place_model(cfg: JobConfig) -> ModelPlacement:
-    """The placement for `cfg` on the connected cluster."""
+def place_model(cfg: JobConfig, image_size: int) -> ModelPlacement:
+    """The placement for `cfg` on the connected cluster, for a model that reads `image_size` px images."""
     resources = ray.cluster_resources()
     gpus_now = int(resources.get("GPU", 0))
     gpus_possible = autoscaler_gpus() if cfg.device == "auto" and not gpus_now else 0
     device = choose_device(cfg.device, gpus_now, gpus_possible)
     low, high = pool_size(cfg, device, gpus_now, gpus_possible)
+    batch_size = cfg.batch_size_for(device, image_size)
     if device == "cuda":
-        return ModelPlacement("cuda", low, high, gpus_per_actor=1, cpus_per_actor=1)
+        return ModelPlacement("cuda", low, high, gpus_per_actor=1, cpus_per_actor=1, batch_size=batch_size)
     # Ray starts a 1-CPU worker with one torch thread; the model is the bulk of the work, so a CPU
     # actor gets the node's cores (measured in jobs/benchmark.py; read and decode still fit).
     threads = max(1, int(resources.get("CPU", 1)) // high)
-    return ModelPlacement("cpu", low, high, gpus_per_actor=0, cpus_per_actor=1, torch_threads=threads)
+    return ModelPlacement("cpu", low, high, gpus_per_actor=0, cpus_per_actor=1, batch_size=batch_size,
+                          torch_threads=threads)
 
 
 def cluster_gpus() -> int:
@@ -193,10 +196,11 @@ def where_this_actor_runs(device: str) -> dict:
 def placement_summary(placement: ModelPlacement | None, starts: list[dict]) -> dict:
     """The summary's record of the device and where the model actors ran."""
     if placement is None:
-        return {"device": None, "model_actors": {"min": 0, "max": 0}, "gpus_per_actor": 0, "model_actor_starts": 0,
-                "model_nodes": [], "gpus_used": 0, "torch_devices": []}
+        return {"device": None, "batch_size": None, "model_actors": {"min": 0, "max": 0}, "gpus_per_actor": 0,
+                "model_actor_starts": 0, "model_nodes": [], "gpus_used": 0, "torch_devices": []}
     return {
         "device": placement.device,
+        "batch_size": placement.batch_size,
         "model_actors": {"min": placement.min_actors, "max": placement.max_actors},
         "gpus_per_actor": placement.gpus_per_actor,
         "model_actor_starts": len(starts),  # restarts after a lost node count again

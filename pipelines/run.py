@@ -168,7 +168,7 @@ def execute(cfg: JobConfig, job: CheckedJob) -> dict:
     if inputs.paths:
         if not ray.is_initialized():
             ray.init(address=cfg.address)  # None: RAY_ADDRESS (e.g. under `ray job submit`) or a new local Ray
-        placement = place_model(cfg)
+        placement = place_model(cfg, job.image_size)
         actor_log = start_actor_log()
         ds = build_dataset(cfg, inputs, job.image_size, job.resample, placement, state.run_id, job.vae,
                            finished=resume.finished, actor_log=actor_log)

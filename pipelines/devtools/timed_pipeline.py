@@ -64,7 +64,7 @@ def run_pipeline(model_dir: str, input_uri: str, output_uri: str, tasks: list[st
         vae = find_vae(None, cfg.model) if any(get_task(task).decodes_masks for task in cfg.tasks) else None
         processor = load_processor(cfg.model)
         target = prepare_target(cfg.output, cfg.overwrite)
-        placement = place_model(cfg)
+        placement = place_model(cfg, image_size_of(processor))
         if torch_threads:
             placement = dataclasses.replace(placement, torch_threads=torch_threads)
         options = StageOptions(share_vision=share_vision, fixed_length=fixed_length,

@@ -72,6 +72,20 @@ def model_memory(cfg: JobConfig) -> dict:
             "model_weights_dtype": str(dtype).removeprefix("torch."), "quantization": cfg.quantization}
 
 
+def planned_batch_size(cfg: JobConfig) -> int | None:
+    """The batch size the run would use, on a GPU unless --device cpu (as the weights above); None when it
+    depends on the checkpoint's input size and that cannot be read."""
+    from pipelines.model.checkpoint import ModelLoadError, image_settings  # noqa: PLC0415
+
+    device = "cpu" if cfg.device == "cpu" else "cuda"
+    if cfg.batch_size or device == "cpu":
+        return cfg.batch_size_for(device, image_size=224)  # the size does not matter here
+    try:
+        return cfg.batch_size_for(device, image_settings(cfg.model, cfg.revision).size)
+    except ModelLoadError:
+        return None
+
+
 def plan_summary(cfg: JobConfig, plan: InputFiles, tasks: list[TaskSpec]) -> dict:
     """The plan's figures: inputs, requests per task (one per image and prompt) and GPU-hours."""
     options = cfg.prompt_options()
@@ -84,6 +98,7 @@ def plan_summary(cfg: JobConfig, plan: InputFiles, tasks: list[TaskSpec]) -> dic
         requests[task.name] = images * base + with_question * extra
     total = sum(requests.values())
     rate = cfg.requests_per_gpu_s
+    batch_size = planned_batch_size(cfg)
     return {
         "input_kind": plan.kind,
         "input_files": len(plan.paths),
@@ -93,7 +108,8 @@ def plan_summary(cfg: JobConfig, plan: InputFiles, tasks: list[TaskSpec]) -> dic
         "requests_per_task": requests,
         "requests": total,
         "max_new_tokens_per_task": {task.name: task.budget(options) for task in tasks},
-        "generate_calls_at_least": sum(math.ceil(n / cfg.batch_size) for n in requests.values()),
+        "batch_size": batch_size,
+        "generate_calls_at_least": sum(math.ceil(n / batch_size) for n in requests.values()) if batch_size else None,
         "requests_per_gpu_s": rate,
         "estimated_gpu_hours": round(total / rate / 3600, 3) if rate else None,
         "estimate_note": None if rate else NO_THROUGHPUT,

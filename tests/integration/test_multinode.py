@@ -214,23 +214,25 @@ from schemas.job import JobConfig
 
 ray.init(address=sys.argv[1])
 cfg = JobConfig(input="in/", output="out/", tasks=["caption"])
-before = place_model(cfg)
+before = place_model(cfg, 224)
 # What Ray's v2 autoscaler records in the GCS: its node types, here a GPU type that may scale to 4 nodes.
 config = autoscaler_pb2.ClusterConfig()
 group = config.node_group_configs.add(name="gpu", min_count=0, max_count=4)
 group.resources["CPU"], group.resources["GPU"] = 8, 1
 _internal_kv_put(ray._raylet.GCS_AUTOSCALER_CLUSTER_CONFIG_KEY, config.SerializeToString(),
                  namespace=ray._raylet.GCS_AUTOSCALER_STATE_NAMESPACE)
-after = place_model(cfg)
-print(before.device, before.max_actors, after.device, after.min_actors, after.max_actors)
+after = place_model(cfg, 224)
+print(before.device, before.max_actors, before.batch_size, after.device, after.min_actors, after.max_actors,
+      after.batch_size)
 """
 
 
 def test_auto_asks_for_gpus_when_the_autoscaler_reports_gpu_node_types(tmp_path):
     """`--device auto` on a cluster with no GPU node yet: CPU while nothing says GPU nodes can come, cuda (a
-    pool of 1 to 4 actors) once the cluster's autoscaler record lists a GPU node type that scales to 4."""
+    pool of 1 to 4 actors, and the GPU's default batch) once the cluster's autoscaler record lists a GPU node
+    type that scales to 4."""
     with ray_cluster() as cluster:
         result = subprocess.run([sys.executable, "-c", AUTOSCALER_REPORT, cluster.address], capture_output=True,
                                 text=True, cwd=REPO, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["cpu", "1", "cuda", "1", "4"]
+    assert result.stdout.split() == ["cpu", "1", "16", "cuda", "1", "4", "128"]  # the batch follows the device

@@ -11,7 +11,7 @@ from schemas import LABEL_ROW_SCHEMA
 from schemas.job import JobConfig
 
 CFG = JobConfig(input="in/", output="out/", model="m", tasks="detect,caption", classes="car")
-PLACEMENT = ModelPlacement("cpu", 1, 1, gpus_per_actor=0, cpus_per_actor=1, torch_threads=2)
+PLACEMENT = ModelPlacement("cpu", 1, 1, gpus_per_actor=0, cpus_per_actor=1, batch_size=6, torch_threads=2)
 
 
 def job_stages():
@@ -31,7 +31,8 @@ def test_the_model_stage_is_an_actor_pool_with_the_placement_and_restarts():
     assert generate.options["num_gpus"] == 0 and generate.options["num_cpus"] == 1
     assert generate.options["max_restarts"] == -1 and generate.options["max_task_retries"] == ACTOR_TASK_RETRIES
     assert generate.options["fn_constructor_kwargs"]["stage_options"].torch_threads == 2
-    assert generate.options["batch_size"] == CFG.batch_size
+    # the placement's batch size (--batch-size or the device's default), in Ray's batches and the engine's
+    assert generate.options["batch_size"] == generate.options["fn_constructor_kwargs"]["batch_size"] == 6
     assert (generate.options["compute"].min_size, generate.options["compute"].max_size) == (1, 1)
 
 

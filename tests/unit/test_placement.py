@@ -84,12 +84,23 @@ def test_the_wait_ends_the_run_after_the_timeout():
     assert signal.getsignal(WAKE_SIGNAL) is signal.SIG_DFL  # the wait's own handler is removed again
 
 
+@pytest.mark.parametrize(("device", "image_size", "batch_size"), [
+    ("cpu", 224, 16), ("cpu", 896, 16),
+    ("cuda", 224, 128), ("cuda", 448, 32), ("cuda", 896, 8),  # about 32,768 image tokens a batch
+    ("cuda", 64, 128),  # small test models: at most 128
+    ("cuda", 4096, 1),  # never 0
+])
+def test_the_default_batch_size_follows_the_device_and_the_input_size(device, image_size, batch_size):
+    assert _cfg().batch_size_for(device, image_size) == batch_size
+    assert _cfg(batch_size=5).batch_size_for(device, image_size) == 5  # --batch-size wins
+
+
 def test_the_summary_names_the_nodes_and_gpus_the_actors_ran_on():
     placement = ModelPlacement("cuda", 1, 4, gpus_per_actor=1, cpus_per_actor=1)
     starts = [{"node_id": "b", "gpu_ids": ["0"], "pid": 1, "device": "cuda"},
               {"node_id": "a", "gpu_ids": ["0"], "pid": 2, "device": "cuda"},
               {"node_id": "a", "gpu_ids": ["0"], "pid": 3, "device": "cuda"}]  # restarted on the same GPU
     assert placement_summary(placement, starts) == {
-        "device": "cuda", "model_actors": {"min": 1, "max": 4}, "gpus_per_actor": 1, "model_actor_starts": 3,
+        "device": "cuda", "batch_size": 16, "model_actors": {"min": 1, "max": 4}, "gpus_per_actor": 1, "model_actor_starts": 3,
         "model_nodes": ["a", "b"], "gpus_used": 2, "torch_devices": ["cuda"]}
     assert placement_summary(None, [])["model_actors"] == {"min": 0, "max": 0}

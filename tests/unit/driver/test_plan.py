@@ -34,6 +34,7 @@ def test_plan_counts_requests_without_loading_the_model(tmp_path):
     assert summary["status"] == "planned" and summary["exit_code"] == 0
     assert (summary["images"], summary["input_files"], summary["input_kind"]) == (5, 5, "images")
     assert summary["requests_per_task"] == {"detect": 5, "caption": 5, "answer": 10}
+    assert summary["batch_size"] == 4
     assert summary["requests"] == 20 and summary["generate_calls_at_least"] == 2 + 2 + 3
     assert summary["estimated_gpu_hours"] is None and summary["estimate_note"] == NO_THROUGHPUT
     assert "GPU-hours unknown" in describe(summary)
@@ -75,7 +76,9 @@ def test_plan_gives_the_model_weights_per_actor_for_dtype_and_quantization(tmp_p
         sizes[dtype, quantization] = summary["model_weights_mib_per_actor"]
     assert sizes["float32", "none"] > sizes["float32", "8bit"] > sizes["float32", "4bit"]
     assert sizes["bfloat16", "none"] == pytest.approx(sizes["float32", "none"] / 2, rel=1e-3)
-    # auto: as on a GPU, bfloat16; a model that cannot be read leaves the figure out, saying why
+    # auto: as on a GPU, bfloat16 and the GPU's batch for the checkpoint's input size (the tiny model's 32 px)
     assert run_job(flags)["model_weights_dtype"] == "bfloat16"
+    assert run_job(flags)["batch_size"] == 128 and run_job({**flags, "device": "cpu"})["batch_size"] == 16
     missing = run_job({**flags, "model": str(tmp_path / "no-such-model")})
     assert missing["model_weights_mib_per_actor"] is None and "does not exist" in missing["model_weights_note"]
+    assert missing["batch_size"] is None and missing["generate_calls_at_least"] is None  # it depends on the model
