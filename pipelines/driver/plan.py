@@ -75,12 +75,13 @@ def model_memory(cfg: JobConfig) -> dict:
 def planned_batch_size(cfg: JobConfig) -> int | None:
     """The batch size the run would use, on a GPU unless --device cpu (as the weights above); None when it
     depends on the checkpoint's input size and that cannot be read."""
-    from pipelines.model.checkpoint import ModelLoadError, image_settings  # noqa: PLC0415
+    from pipelines.model.checkpoint import ModelLoadError, check_model_source, image_settings  # noqa: PLC0415
 
     device = "cpu" if cfg.device == "cpu" else "cuda"
     if cfg.batch_size or device == "cpu":
         return cfg.batch_size_for(device, image_size=224)  # the size does not matter here
     try:
+        check_model_source(cfg.model, cfg.revision)  # a Hub id: from the cache, or one quick request
         return cfg.batch_size_for(device, image_settings(cfg.model, cfg.revision).size)
     except ModelLoadError:
         return None

@@ -101,6 +101,6 @@ def test_the_summary_names_the_nodes_and_gpus_the_actors_ran_on():
               {"node_id": "a", "gpu_ids": ["0"], "pid": 2, "device": "cuda"},
               {"node_id": "a", "gpu_ids": ["0"], "pid": 3, "device": "cuda"}]  # restarted on the same GPU
     assert placement_summary(placement, starts) == {
-        "device": "cuda", "batch_size": 16, "model_actors": {"min": 1, "max": 4}, "gpus_per_actor": 1, "model_actor_starts": 3,
-        "model_nodes": ["a", "b"], "gpus_used": 2, "torch_devices": ["cuda"]}
+        "device": "cuda", "batch_size": 16, "model_actors": {"min": 1, "max": 4}, "gpus_per_actor": 1,
+        "model_actor_starts": 3, "model_nodes": ["a", "b"], "gpus_used": 2, "torch_devices": ["cuda"]}
     assert placement_summary(None, [])["model_actors"] == {"min": 0, "max": 0}
