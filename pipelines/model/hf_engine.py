@@ -32,8 +32,8 @@ def _release_accelerator_memory(err: BaseException) -> None:
 
 
 def takes_encoded_images(model: torch.nn.Module) -> bool:
-    """Whether `generate` takes pre-encoded images (`mm_encoder_outputs`, transformers 5.2x on). Older
-    versions refuse the keyword, which would fail every request."""
+    """Whether `generate` takes pre-encoded images (`mm_encoder_outputs`: transformers 5.23 does, 5.17 does
+    not). A version without it refuses the keyword, which would fail every request."""
     return "mm_encoder_outputs" in inspect.signature(model.forward).parameters
 
 

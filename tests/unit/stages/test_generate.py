@@ -188,7 +188,7 @@ def test_shared_vision_features_encode_each_image_once_and_change_no_answer(tiny
 
 
 def test_without_generate_taking_encoded_images_each_task_encodes_its_own(tiny_model_dir, monkeypatch):
-    """transformers before 5.2x refuses `mm_encoder_outputs`; sharing then stays off instead of failing rows."""
+    """A transformers whose generate refuses `mm_encoder_outputs` (5.17): sharing stays off instead of failing rows."""
     stage = GenerateStage(tiny_model_dir, None, ["caption"], PromptOptions(), batch_size=2)
     assert takes_encoded_images(stage.engine.model) and stage.engine.share_vision
 
