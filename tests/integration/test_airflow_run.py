@@ -75,6 +75,7 @@ def airflow(tmp_path_factory, head):
     def forward_output() -> None:  # read by a thread, so a run that never reports fails at its deadline
         for line in harness.stdout:
             lines.put(line)
+        lines.put(None)  # the harness has exited
 
     threading.Thread(target=forward_output, daemon=True).start()
 
@@ -87,10 +88,13 @@ def airflow(tmp_path_factory, head):
         log = []
         while not (log and log[-1].strip() == f"{DONE_MARK}{report}"):
             try:
-                log.append(lines.get(timeout=max(1.0, 400 - (time.monotonic() - started))))
+                line = lines.get(timeout=max(1.0, 400 - (time.monotonic() - started)))
             except queue.Empty:
-                pytest.fail(f"no report from the DAG run after 400 s (harness exit code {harness.poll()}):\n"
-                            + "".join(log)[-6000:])
+                line = None
+            if line is None:
+                pytest.fail(f"no report from the DAG run (harness exit code {harness.poll()}, "
+                            f"{time.monotonic() - started:.0f} s):\n" + "".join(log)[-6000:])
+            log.append(line)
         return {**json.loads(report.read_text()), "log": "".join(log), "wall_s": round(time.monotonic() - started, 1)}
 
     yield run, output
