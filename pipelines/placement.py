@@ -39,7 +39,7 @@ class ModelPlacement:
     max_actors: int
     gpus_per_actor: int  # 1 on cuda, 0 on cpu
     cpus_per_actor: float
-    batch_size: int = 16  # images per model batch (JobConfig.batch_size_for)
+    batch_size: int  # images per model batch (JobConfig.batch_size_for: --batch-size or the device's default)
     torch_threads: int | None = None  # CPU actors: intra-op threads (Ray would leave torch one)
 
 

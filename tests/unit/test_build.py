@@ -37,7 +37,7 @@ def test_the_model_stage_is_an_actor_pool_with_the_placement_and_restarts():
 
 
 def test_a_gpu_pool_grows_between_its_bounds():
-    cuda = ModelPlacement("cuda", 1, 4, gpus_per_actor=1, cpus_per_actor=1)
+    cuda = ModelPlacement("cuda", 1, 4, gpus_per_actor=1, cpus_per_actor=1, batch_size=128)
     generate = stages_for(CFG, 224, 3, cuda, "run", None, StageOptions(), [None])[2]
     assert generate.options["num_gpus"] == 1
     assert (generate.options["compute"].min_size, generate.options["compute"].max_size) == (1, 4)

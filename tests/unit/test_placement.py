@@ -96,7 +96,7 @@ def test_the_default_batch_size_follows_the_device_and_the_input_size(device, im
 
 
 def test_the_summary_names_the_nodes_and_gpus_the_actors_ran_on():
-    placement = ModelPlacement("cuda", 1, 4, gpus_per_actor=1, cpus_per_actor=1)
+    placement = ModelPlacement("cuda", 1, 4, gpus_per_actor=1, cpus_per_actor=1, batch_size=16)
     starts = [{"node_id": "b", "gpu_ids": ["0"], "pid": 1, "device": "cuda"},
               {"node_id": "a", "gpu_ids": ["0"], "pid": 2, "device": "cuda"},
               {"node_id": "a", "gpu_ids": ["0"], "pid": 3, "device": "cuda"}]  # restarted on the same GPU
