@@ -32,7 +32,7 @@ PLANTED_TOKEN = "hf_plantedSecretToken1234567890abcdef"  # noqa: S105 - a fake, 
 def test_the_readme_demo_annotates_and_scores_the_bundled_shapes(tmp_path):
     # Credentials the job can see must never reach its logs, summary or rows. RAY_ADDRESS=local: a new local
     # Ray, as on a laptop where none runs; without an address Ray joins the newest Ray on the machine, which
-    # may be another test's cluster (one whose nodes it kills, when tests run side by side).
+    # may be someone else's (this machine is shared) or a cluster another test has not yet shut down.
     env = os.environ | {"RAY_ADDRESS": "local", "HF_TOKEN": PLANTED_TOKEN, "AWS_SECRET_ACCESS_KEY": PLANTED_TOKEN}
     output = str(tmp_path / "demo")
     annotate, evaluate = ([sys.executable] + [output if arg == "out/demo" else arg for arg in step[1:]]
